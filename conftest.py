@@ -1,0 +1,25 @@
+"""Root conftest: the verification suite's plugin and hypothesis settings profiles.
+
+Options (see `pytest --help`, group "EfficientNet verification"): --impl, --device,
+--report, --xfails-file, --skips-file, --run-extras.  Hypothesis profiles: `dev`
+(default), `ci` (derandomized: the same examples on every run) and `thorough`;
+choose with --hypothesis-profile NAME or $EFFNET_HYPOTHESIS_PROFILE.
+"""
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+pytest_plugins = ["tests.support.plugin"]
+
+# Model-building properties are slow per example; the deadline is off because the
+# first example of a worker pays for imports and allocator warm-up.
+settings.register_profile("dev", max_examples=25, deadline=None)
+settings.register_profile(
+    "ci", max_examples=25, deadline=None, derandomize=True, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "thorough", max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("EFFNET_HYPOTHESIS_PROFILE", "dev"))

@@ -1,0 +1,114 @@
+"""Sessions: tests, verify, spec, mutants, bench, lint, typecheck.
+
+Every session runs in one shared environment, `.nox/effnet-env`, built once with
+`pip install -e .[test,dev]` and rebuilt only when pyproject.toml changes: torch
+is several GB, and one copy is enough.  Set EFFNET_PYTHON to an interpreter that
+already has the packages (for example on a machine without a package registry)
+to skip the environment entirely.  Arguments after `--` reach pytest (or the
+session's script).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.default_venv_backend = "none"
+
+ROOT = Path(__file__).parent
+ENV = ROOT / ".nox" / "effnet-env"
+
+
+def _python(session: nox.Session) -> str:
+    """The shared environment's interpreter, building the environment when needed."""
+    if os.environ.get("EFFNET_PYTHON"):
+        return os.environ["EFFNET_PYTHON"]
+    python = ENV / "bin" / "python"
+    stamp = ENV / ".pyproject-sha256"
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if not python.exists() or not stamp.exists() or stamp.read_text() != digest:
+        if ENV.exists():
+            shutil.rmtree(ENV)
+        session.log(f"building the shared environment {ENV} (torch is large: about 90 s)")
+        session.run(sys.executable, "-m", "venv", str(ENV), external=True)
+        session.run(str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip", external=True)
+        session.run(str(python), "-m", "pip", "install", "--quiet", "-e", ".[test,dev]", external=True)
+        stamp.write_text(digest)
+    return str(python)
+
+
+def _cuda_available(python: str) -> bool:
+    probe = subprocess.run(
+        [python, "-c", "import torch; print(torch.cuda.is_available())"], capture_output=True, text=True, check=False
+    )
+    return probe.stdout.strip() == "True"
+
+
+def _hypothesis_env() -> dict[str, str]:
+    profile = os.environ.get("EFFNET_HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev")
+    return {"EFFNET_HYPOTHESIS_PROFILE": profile}
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole suite on CPU, then on CUDA where a GPU is present."""
+    python = _python(session)
+    args = session.posargs or ["tests"]
+    session.run(python, "-m", "pytest", "-n", "auto", "--durations=10", *args, env=_hypothesis_env(), external=True)
+    if _cuda_available(python):
+        session.run(
+            python, "-m", "pytest", "-n", "auto", "--device", "cuda", *args, env=_hypothesis_env(), external=True
+        )
+    else:
+        session.log("CUDA run skipped: torch.cuda.is_available() is False on this machine")
+
+
+@nox.session
+def verify(session: nox.Session) -> None:
+    """The conformance suite against an implementation: nox -s verify -- --impl PATH_OR_MODULE."""
+    python = _python(session)
+    session.run(
+        python, "-m", "pytest", "-n", "auto", "tests/conformance", *session.posargs,
+        env=_hypothesis_env(), external=True,
+    )
+
+
+@nox.session
+def spec(session: nox.Session) -> None:
+    """Regenerate spec/expected.toml from timm; `-- --check` fails if the committed file differs."""
+    python = _python(session)
+    session.run(python, "spec/generate.py", *session.posargs, external=True)
+
+
+@nox.session
+def mutants(session: nox.Session) -> None:
+    """Run the conformance suite on every mutant (must be rejected) and correct variation (accepted)."""
+    python = _python(session)
+    session.run(python, "tests/mutants/run.py", *session.posargs, external=True)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """effnet against timm and torchvision: throughput ratios, written as a table and JSON."""
+    python = _python(session)
+    session.run(python, "bench/bench.py", *session.posargs, external=True)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    python = _python(session)
+    session.run(python, "-m", "ruff", "check", ".", external=True)
+    session.run(python, "-m", "ruff", "format", "--check", ".", external=True)
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    python = _python(session)
+    session.run(python, "-m", "mypy", *session.posargs, external=True)

@@ -1,0 +1,90 @@
+"""Small tensor and module helpers shared by the tests (no test logic here)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+
+def rel_err(actual: Tensor, expected: Tensor) -> float:
+    """Relative L2 error ||actual - expected|| / ||expected|| (0 when both are zero)."""
+    actual, expected = actual.detach().double().cpu(), expected.detach().double().cpu()
+    denom = expected.norm().item()
+    diff = (actual - expected).norm().item()
+    return diff if denom == 0 else diff / denom
+
+
+def shape_sequence(model: nn.Module) -> list[tuple[str, tuple[int, ...]]]:
+    """(name, shape) of every parameter and buffer, in state_dict order."""
+    return [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
+
+
+def first_shape_mismatch(actual: nn.Module, expected: nn.Module) -> str | None:
+    """None when both state_dicts have the same shapes in the same order, else a message naming
+    the first differing position with both modules' names there."""
+    a, e = shape_sequence(actual), shape_sequence(expected)
+    for i, (x, y) in enumerate(zip(a, e, strict=False)):
+        if x[1] != y[1]:
+            return f"position {i}: {x[0]} has shape {x[1]}, reference {y[0]} has shape {y[1]}"
+    if len(a) != len(e):
+        extra = a[len(e)] if len(a) > len(e) else e[len(a)]
+        return f"{len(a)} tensors vs the reference's {len(e)}; first unmatched: {extra[0]} {extra[1]}"
+    return None
+
+
+def copy_weights_in_order(src: nn.Module, dst: nn.Module) -> None:
+    """Copy every parameter and buffer of ``src`` into ``dst`` by position (API-4 order)."""
+    problem = first_shape_mismatch(dst, src)
+    if problem:
+        raise AssertionError(f"cannot copy weights by position: {problem}")
+    with torch.no_grad():
+        for d, s in zip(dst.state_dict().values(), src.state_dict().values(), strict=True):
+            d.copy_(s)
+
+
+def batchnorms(model: nn.Module) -> list[_BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, _BatchNorm)]
+
+
+def only_batchnorm_training(model: nn.Module) -> nn.Module:
+    """Eval mode everywhere except BatchNorm: dropout and stochastic depth become the identity
+    while BN normalises with batch statistics and updates its running statistics."""
+    model.eval()
+    for bn in batchnorms(model):
+        bn.train()
+    return model
+
+
+def everything_but_batchnorm_training(model: nn.Module) -> nn.Module:
+    """Train mode everywhere except BatchNorm: the stochastic layers act while BN is a fixed
+    affine map, so a block's deterministic part is known from its eval-mode output."""
+    model.train()
+    for bn in batchnorms(model):
+        bn.eval()
+    return model
+
+
+@torch.no_grad()
+def calibrate_batchnorm(model: nn.Module, batches: Iterable[Tensor]) -> nn.Module:
+    """Give BN realistic running statistics: the exact mean and variance of its inputs over
+    ``batches``.  With the default statistics (mean 0, var 1) a randomly initialised network's
+    eval output barely depends on its input, and a wrong answer would not show."""
+    for bn in batchnorms(model):
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average
+    only_batchnorm_training(model)
+    for x in batches:
+        model(x)
+    for bn in batchnorms(model):
+        bn.momentum = 0.1
+    return model.eval()
+
+
+def input_dependence(outputs: Tensor) -> float:
+    """How much a batch of outputs depends on the inputs: mean per-feature std across the batch,
+    relative to the outputs' RMS.  Near 0 means the model ignores its input."""
+    outputs = outputs.detach().double()
+    return (outputs.std(0).mean() / outputs.pow(2).mean().sqrt()).item()

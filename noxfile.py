@@ -75,8 +75,15 @@ def verify(session: nox.Session) -> None:
     """The conformance suite against an implementation: nox -s verify -- --impl PATH_OR_MODULE."""
     python = _python(session)
     session.run(
-        python, "-m", "pytest", "-n", "auto", "tests/conformance", *session.posargs,
-        env=_hypothesis_env(), external=True,
+        python,
+        "-m",
+        "pytest",
+        "-n",
+        "auto",
+        "tests/conformance",
+        *session.posargs,
+        env=_hypothesis_env(),
+        external=True,
     )
 
 

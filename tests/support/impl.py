@@ -10,11 +10,15 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import re
 import sys
+import sysconfig
 import traceback
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from tests.support import spec
 
 REQUIRED = object()  # marks a parameter without a default
 
@@ -78,39 +82,69 @@ class ImplError(Exception):
 
 
 def load(spec: str) -> ModuleType:
-    """Import the implementation named by ``spec`` (module name or .py path)."""
+    """Import the implementation named by ``spec`` (module name or .py path).
+
+    Every way an import can fail (a syntax error, a missing dependency, an exception or a
+    ``sys.exit`` at import time) becomes one ``ImplError`` naming the file and line.
+    """
     path = Path(spec)
     try:
         if spec.endswith(".py") or path.is_file():
-            if not path.is_file():
-                raise ImplError(f"--impl {spec}: no such file")
-            name = f"_effnet_impl_{abs(hash(str(path.resolve())))}"
-            if name in sys.modules:
-                return sys.modules[name]
-            module_spec = importlib.util.spec_from_file_location(name, path)
-            if module_spec is None or module_spec.loader is None:
-                raise ImplError(f"--impl {spec}: not a loadable Python file")
-            module = importlib.util.module_from_spec(module_spec)
-            sys.modules[name] = module
-            try:
-                module_spec.loader.exec_module(module)
-            except BaseException:
-                del sys.modules[name]
-                raise
-            return module
+            return _load_file(spec, path)
         return importlib.import_module(spec)
     except ImplError:
         raise
-    except SyntaxError as e:
-        raise ImplError(f"--impl {spec}: syntax error in {e.filename}, line {e.lineno}: {e.msg}") from None
+    except SyntaxError as e:  # IndentationError and TabError too
+        line = f": {e.text.strip()}" if e.text and e.text.strip() else ""
+        raise ImplError(f"--impl {spec}: {type(e).__name__} in {e.filename}, line {e.lineno}: {e.msg}{line}") from None
     except ModuleNotFoundError as e:
-        raise ImplError(f"--impl {spec}: cannot import it ({e})") from None
-    except Exception as e:
-        where = traceback.extract_tb(e.__traceback__)[-1]
-        raise ImplError(
-            f"--impl {spec}: importing it raised {type(e).__name__}: {e} "
-            f"(at {where.filename}, line {where.lineno})"
-        ) from None
+        if e.name and (spec == e.name or spec.startswith(e.name + ".")):
+            raise ImplError(f"--impl {spec}: no module named {spec!r} (not a .py file either)") from None
+        raise ImplError(f"--impl {spec}: it imports {e.name!r}, which is not installed ({e}){_blame(e)}") from None
+    except (Exception, SystemExit) as e:
+        raise ImplError(f"--impl {spec}: importing it raised {type(e).__name__}: {_one_line(e)}{_blame(e)}") from None
+
+
+def _load_file(spec: str, path: Path) -> ModuleType:
+    if not path.is_file():
+        raise ImplError(f"--impl {spec}: no such file")
+    name = f"_effnet_impl_{abs(hash(str(path.resolve())))}"
+    if name in sys.modules:
+        return sys.modules[name]
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise ImplError(f"--impl {spec}: not a loadable Python file")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def _one_line(e: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _blame(e: BaseException) -> str:
+    """' (at FILE, line N)' for the innermost frame outside Python's and the libraries' own files:
+    the fork's line that went wrong, not torch's."""
+    frames = traceback.extract_tb(e.__traceback__)
+    library_dirs = tuple(
+        str(Path(p).resolve())
+        for key in ("stdlib", "platstdlib", "purelib", "platlib")
+        if (p := sysconfig.get_paths().get(key))
+    )
+    own = [
+        f
+        for f in frames
+        if not f.filename.startswith("<") and not str(Path(f.filename).resolve()).startswith(library_dirs)
+    ]
+    where = (own or frames or [None])[-1]
+    return "" if where is None else f" (at {where.filename}, line {where.lineno})"
 
 
 def _format(params: list[tuple[str, Any]]) -> str:
@@ -146,8 +180,11 @@ def _signature_problems(
     ok = len(head) == len(expected) and all(
         gn == en and _same_default(module, gd, ed) for (gn, gd), (en, ed) in zip(head, expected, strict=True)
     )
-    extra_required = [p.name for p in params[len(expected) :] if p.default is p.empty and p.kind not in (
-        p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    extra_required = [
+        p.name
+        for p in params[len(expected) :]
+        if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
     if not ok or extra_required:
         return [f"{name}{_format(got)} does not match the required signature {name}{want} (clause API-2)"]
     return []
@@ -161,3 +198,80 @@ def _same_default(module: ModuleType, got: Any, expected: Any) -> bool:
     if isinstance(expected, bool) or isinstance(got, bool):
         return got is expected
     return bool(got == expected)
+
+
+# --- Optional parts of the API (API-5, API-6, API-7) ---------------------------------
+# feature -> the optional clause that defines it.  A feature is a module attribute
+# ("efficientnet_b8"), an attribute of one ("EfficientNet.forward_stages"), or a keyword
+# argument ("drop_rate": of every callable of API-7; "EfficientNet(drop_rate)": of one).
+OPTIONAL_FEATURES: dict[str, str] = {
+    "efficientnet_b8": "API-5",
+    "efficientnet_l2": "API-5",
+    "EfficientNet.forward_stages": "API-6",
+    "drop_rate": "API-7",
+    "drop_path_rate": "API-7",
+}
+# API-7: the callables that accept drop_rate and drop_path_rate.
+REGULARISATION_CALLABLES = ("EfficientNet", "EfficientNetSequential", *(f"efficientnet_b{n}" for n in range(8)))
+_KEYWORD = re.compile(r"^(\w+)\((\w+)\)$")
+
+
+def optional_missing(module: ModuleType, feature: str) -> str | None:
+    """None when ``module`` provides the optional ``feature``, else what it lacks (for a skip reason)."""
+    if m := _KEYWORD.match(feature):
+        return _lacks_keyword(module, m.group(1), m.group(2))
+    if feature in ("drop_rate", "drop_path_rate"):
+        lacking = [n for n in REGULARISATION_CALLABLES if _lacks_keyword(module, n, feature)]
+        return f"{', '.join(lacking)} accept(s) no keyword argument {feature!r}" if lacking else None
+    owner: Any = module
+    for i, part in enumerate(feature.split(".")):
+        if not hasattr(owner, part):
+            return f"it has no {'.'.join(feature.split('.')[: i + 1])}"
+        owner = getattr(owner, part)
+    return None
+
+
+def _lacks_keyword(module: ModuleType, name: str, keyword: str) -> str | None:
+    obj = getattr(module, name, None)
+    if obj is None:
+        return f"it has no {name}"
+    try:
+        params = inspect.signature(obj).parameters
+    except (TypeError, ValueError):
+        return None  # cannot tell: let the test try
+    p = params.get(keyword)
+    accepts = (p is not None and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)) or any(
+        q.kind is q.VAR_KEYWORD for q in params.values()
+    )
+    return None if accepts else f"{name} accepts no keyword argument {keyword!r}"
+
+
+def require_optional(module: ModuleType, feature: str, clause: str | None = None) -> Any:
+    """The optional ``feature`` of the implementation, or skip the calling test naming the optional
+    clause: ``b8 = require_optional(impl, "efficientnet_b8")``,
+    ``require_optional(impl, "EfficientNet.forward_stages")``, ``require_optional(impl, "drop_rate")``
+    (every API-7 callable), ``require_optional(impl, "EfficientNet(drop_path_rate)")`` (one callable).
+
+    Returns the attribute (or the callable, for a keyword; None for a bare keyword).  Only a clause
+    that SPEC.md marks optional can be skipped this way; anything else is a bug in the test.
+    """
+    import pytest
+
+    base = m.group(2) if (m := _KEYWORD.match(feature)) else feature
+    clause = clause or OPTIONAL_FEATURES.get(base)
+    known = spec.clauses()
+    if clause is None or clause not in known or not known[clause].optional:
+        raise ValueError(f"require_optional({feature!r}, clause={clause!r}): not an optional clause of spec/SPEC.md")
+    missing = optional_missing(module, feature)
+    if missing:
+        pytest.skip(
+            f"optional clause {clause} ({known[clause].title.removesuffix(' (optional)')}) not implemented: {missing}"
+        )
+    if m:
+        return getattr(module, m.group(1))
+    if base in ("drop_rate", "drop_path_rate"):
+        return None
+    owner: Any = module
+    for part in feature.split("."):
+        owner = getattr(owner, part)
+    return owner

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,10 +76,12 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"cannot test the implementation: {e}") from None
     problems = impl_loader.api_problems(module)
     if problems:
-        raise pytest.UsageError(
-            f"--impl {name} is not the EfficientNet API:\n  " + "\n  ".join(problems)
-        )
+        raise pytest.UsageError(f"--impl {name} is not the EfficientNet API:\n  " + "\n  ".join(problems))
     config.stash[IMPL_KEY] = module
+    config.stash[ID_FILES_KEY] = (
+        read_id_file("--skips-file", config.getoption("--skips-file")),
+        read_id_file("--xfails-file", config.getoption("--xfails-file")),
+    )
     config.stash[REPORT_KEY] = ClauseReport(name)
 
 
@@ -104,11 +108,47 @@ def device(pytestconfig: pytest.Config) -> Any:
 
 
 # --- Collection: clause markers, traceability, xfails and skips ----------------------
-def _read_id_file(path: str | None) -> list[str]:
+@dataclass(frozen=True)
+class IdEntry:
+    """One line of an --xfails-file or --skips-file: a clause ID or a test ID, and an optional note."""
+
+    option: str
+    path: str
+    line: int
+    id: str
+    note: str
+
+    def reason(self, kind: str) -> str:
+        note = f": {self.note}" if self.note else ""
+        return f"{kind} ({self.option} {self.path}, line {self.line}: {self.id}{note})"
+
+
+_CLAUSE_ID = re.compile(r"^[A-Z][A-Z0-9]*-\d+$")
+
+
+def read_id_file(option: str, path: str | None) -> list[IdEntry]:
+    """The entries of an id file, one per line, like array-api-tests' xfails.txt: blank lines and
+    ``#`` comments are ignored, and a comment after an entry becomes its note (shown as the
+    reason).  A missing file or an entry that looks like a clause ID but is not one in
+    spec/SPEC.md is a usage error: a typo must not silently expect nothing."""
     if not path:
         return []
-    lines = Path(path).read_text().splitlines()
-    return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
+    try:
+        lines = Path(path).expanduser().read_text().splitlines()
+    except OSError as e:
+        raise pytest.UsageError(f"{option} {path}: cannot read it ({e.strerror or e})") from None
+    entries, unknown = [], []
+    for number, line in enumerate(lines, 1):
+        text, _, note = line.partition("#")
+        if not text.strip():
+            continue
+        entry = IdEntry(option, path, number, text.strip(), note.strip())
+        if _CLAUSE_ID.match(entry.id) and entry.id not in spec.clauses():
+            unknown.append(f"line {number}: {entry.id!r} is not a clause ID of spec/SPEC.md")
+        entries.append(entry)
+    if unknown:
+        raise pytest.UsageError(f"{option} {path}:\n  " + "\n  ".join(unknown))
+    return entries
 
 
 def item_clauses(item: pytest.Item) -> list[str]:
@@ -116,9 +156,45 @@ def item_clauses(item: pytest.Item) -> list[str]:
 
 
 def _matches(entry: str, item: pytest.Item, clauses: list[str]) -> bool:
-    return entry in clauses or entry == item.nodeid or item.nodeid.startswith(entry + "[") or (
-        "::" not in entry and entry == item.name
+    """array-api-tests' matching (a test ID with or without its parameters, a test file, a
+    directory), plus a clause ID the test cites and a bare test name."""
+    nodeid = item.nodeid
+    return (
+        entry in clauses
+        or nodeid == entry
+        or nodeid.split("[", 1)[0] == entry
+        or nodeid.split("::", 1)[0] == entry
+        or (entry.endswith("/") and nodeid.startswith(entry))
+        or ("::" not in entry and "/" not in entry and entry in (item.name, getattr(item, "originalname", None)))
     )
+
+
+def _mark_from_id_files(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skips, xfails = config.stash[ID_FILES_KEY]
+    used: set[IdEntry] = set()
+    for item in items:
+        ids = item_clauses(item)
+        for entry in skips:
+            if _matches(entry.id, item, ids):
+                item.add_marker(pytest.mark.skip(reason=entry.reason("skipped")))
+                used.add(entry)
+                break
+        for entry in xfails:
+            if _matches(entry.id, item, ids):
+                # strict: a known deviation that starts passing fails the run, so the file stays true.
+                item.add_marker(pytest.mark.xfail(reason=entry.reason("known deviation"), strict=True))
+                used.add(entry)
+                break
+    unused = [e for e in (*skips, *xfails) if e not in used]
+    if unused:
+        listed = "\n  ".join(f"{e.option} {e.path}, line {e.line}: {e.id}" for e in unused)
+        warnings.warn(
+            pytest.PytestWarning(f"{len(unused)} id-file entries match no collected test:\n  {listed}"),
+            stacklevel=1,
+        )
+
+
+ID_FILES_KEY = pytest.StashKey[tuple[list[IdEntry], list[IdEntry]]]()
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -137,21 +213,19 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         raise pytest.UsageError("clause traceability:\n  " + "\n  ".join(unknown))
 
     run_extras = is_default_impl(config) or config.getoption("--run-extras")
-    xfails = _read_id_file(config.getoption("--xfails-file"))
-    skips = _read_id_file(config.getoption("--skips-file"))
     for item in items:
-        ids = item_clauses(item)
         if item.get_closest_marker("extra") and not run_extras:
             item.add_marker(pytest.mark.skip(reason="effnet extra: run with --run-extras to hold a fork to it"))
-        for entry in skips:
-            if _matches(entry, item, ids):
-                item.add_marker(pytest.mark.skip(reason=f"skipped by --skips-file entry {entry!r}"))
-        for entry in xfails:
-            if _matches(entry, item, ids):
-                item.add_marker(pytest.mark.xfail(reason=f"--xfails-file entry {entry!r}", strict=True))
+    _mark_from_id_files(config, items)
 
 
 # --- The per-clause report -----------------------------------------------------------
+# A clause's status summarises every test result that cites it.  It is "passed" only when all
+# of them passed: a skipped check never counts as a pass ("partial" when some passed and some
+# were skipped), and a clause that no selected test cites is "not run".
+STATUSES = ("FAILED", "XFAIL", "partial", "passed", "skipped", "not run")
+
+
 @dataclass
 class ClauseResult:
     passed: int = 0
@@ -168,6 +242,8 @@ class ClauseResult:
             return "FAILED"
         if self.xfailed:
             return "XFAIL"
+        if self.passed and self.skipped:
+            return "partial"
         if self.passed:
             return "passed"
         if self.skipped:
@@ -191,9 +267,14 @@ class ClauseReport:
                     r.first_failure = r.first_failure or f"{report.nodeid}: expected to fail, but passed"
                 else:
                     r.xfailed += 1
+            elif report.failed and str(report.longrepr).startswith("[XPASS(strict)]"):
+                r.xpassed += 1  # a strict xfail that passed: its --xfails-file entry is stale
+                why = str(report.longrepr).removeprefix("[XPASS(strict)]").strip()
+                r.first_failure = r.first_failure or f"{report.nodeid}: passed, but is listed as {why}"
             elif report.failed:
                 r.failed += 1
-                r.first_failure = r.first_failure or f"{report.nodeid}: {_short(report)}"
+                where = "" if report.when == "call" else f" (in {report.when})"
+                r.first_failure = r.first_failure or f"{report.nodeid}{where}: {_short(report)}"
             elif report.skipped and report.when in ("setup", "call"):
                 if hasattr(report, "wasxfail"):
                     r.xfailed += 1
@@ -204,24 +285,42 @@ class ClauseReport:
                 r.passed += 1
 
     def rows(self) -> list[dict[str, Any]]:
+        """One row per clause of SPEC.md, in document order, "not run" ones included."""
         rows = []
         for cid, clause in spec.clauses().items():
-            if cid not in self.results:
-                continue
-            r = self.results[cid]
+            r = self.results.get(cid, ClauseResult())
+            status = r.status
+            detail = r.first_failure
+            if not detail and status in ("partial", "skipped"):
+                detail = f"{r.skipped} skipped: {r.skip_reason}"
+            errata = [str(e) for e in spec.errata() if cid in e.caught_by] if status in ("FAILED", "XFAIL") else []
             rows.append(
                 {
                     "clause": cid,
                     "title": clause.title,
-                    "status": r.status,
+                    "status": status,
                     "passed": r.passed,
                     "failed": r.failed + r.xpassed,
                     "skipped": r.skipped,
                     "xfailed": r.xfailed,
-                    "detail": r.first_failure or (r.skip_reason if r.status == "skipped" else ""),
+                    "detail": detail,
+                    "errata": errata,
                 }
             )
         return rows
+
+
+def verdict(impl: str, rows: list[dict[str, Any]]) -> str:
+    by_status = {s: [r["clause"] for r in rows if r["status"] == s] for s in STATUSES}
+    ran = len(rows) - len(by_status["not run"])
+    tally = ", ".join(f"{len(by_status[s])} {s}" for s in STATUSES[1:-1] if by_status[s])
+    not_run = f"; {len(by_status['not run'])} of {len(rows)} clauses not run" if by_status["not run"] else ""
+    if by_status["FAILED"]:
+        failed = by_status["FAILED"]
+        return f"{impl} does NOT conform: {len(failed)} of {ran} clauses failed ({', '.join(failed)}); {tally}{not_run}"
+    if by_status["XFAIL"]:
+        return f"{impl} fails only known deviations ({', '.join(by_status['XFAIL'])}): {tally}{not_run}"
+    return f"{impl} conforms to every clause that ran: {tally}{not_run}"
 
 
 def _short(report: pytest.TestReport) -> str:
@@ -238,6 +337,8 @@ def _skip_reason(report: pytest.TestReport) -> str:
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # Under pytest-xdist this runs in the controller for every worker's report (the clause IDs
+    # travel in user_properties), so the report covers the whole run.
     if _CONFIG is not None and REPORT_KEY in _CONFIG.stash:
         _CONFIG.stash[REPORT_KEY].add(report)
 
@@ -256,46 +357,57 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     report: ClauseReport = config.stash[REPORT_KEY]
     rows = report.rows()
-    if not rows:
-        return
+    ran = [r for r in rows if r["status"] != "not run"]
+    if not ran:
+        return  # no test citing a clause ran (e.g. only tests/meta): nothing to report
     tr = terminalreporter
     tr.section(f"EfficientNet conformance: {report.impl}")
-    width = max(len(r["clause"]) for r in rows)
-    for r in rows:
-        counts = f"{r['passed']}p {r['failed']}f {r['skipped']}s {r['xfailed']}x"
-        line = f"{r['clause']:<{width}}  {r['status']:<8} {counts:<14} {r['title']}"
+    width = max(len(r["clause"]) for r in ran)
+    tr.write_line(f"{'clause':<{width}}  {'status':<8} {'pass fail skip xfail':<21} title")
+    for r in ran:
+        counts = f"{r['passed']:>4} {r['failed']:>4} {r['skipped']:>4} {r['xfailed']:>5}"
         markup = {"FAILED": {"red": True}, "passed": {"green": True}}.get(r["status"], {"yellow": True})
-        tr.write_line(line, **markup)
+        tr.write_line(f"{r['clause']:<{width}}  {r['status']:<8} {counts:<21} {r['title']}", **markup)
         if r["detail"] and r["status"] != "passed":
-            tr.write_line(f"{'':<{width}}    {r['detail'][:200]}")
-    failed = [r["clause"] for r in rows if r["status"] == "FAILED"]
-    verdict = (
-        "conforms to every clause that ran"
-        if not failed
-        else f"does NOT conform: {len(failed)} clause(s) failed: {', '.join(failed)}"
-    )
-    tr.write_line(f"verdict: {report.impl} {verdict}", bold=True, red=bool(failed), green=not failed)
+            tr.write_line(f"{'':<{width}}    {r['detail'][:300]}")
+        for erratum in r["errata"]:
+            tr.write_line(f"{'':<{width}}    erratum {erratum}", yellow=True)
+    not_run = [r["clause"] for r in rows if r["status"] == "not run"]
+    if not_run:
+        tr.write_line(f"not run (no selected test cites them): {', '.join(not_run)}")
+    text = verdict(report.impl, rows)
+    failed = any(r["status"] == "FAILED" for r in rows)
+    tr.write_line(f"verdict: {text}", bold=True, red=failed, green=not failed)
     path = config.getoption("--report")
     if path:
-        write_report(Path(path), report.impl, rows, verdict)
+        json_path, md_path = write_report(Path(path), report.impl, rows, text)
+        tr.write_line(f"report written to {json_path} and {md_path}")
 
 
-def write_report(path: Path, impl: str, rows: list[dict[str, Any]], verdict: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"impl": impl, "verdict": verdict, "clauses": rows}
-    path.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
+def write_report(path: Path, impl: str, rows: list[dict[str, Any]], verdict: str) -> tuple[Path, Path]:
+    """PATH.json (machine-readable) and PATH.md (a table); a .json or .md suffix of PATH is dropped."""
+    base = path.with_suffix("") if path.suffix in (".json", ".md") else path
+    json_path, md_path = base.parent / f"{base.name}.json", base.parent / f"{base.name}.md"
+    base.parent.mkdir(parents=True, exist_ok=True)
+    summary = {s: sum(r["status"] == s for r in rows) for s in STATUSES}
+    payload = {"impl": impl, "verdict": verdict, "summary": summary, "clauses": rows}
+    json_path.write_text(json.dumps(payload, indent=2) + "\n")
     lines = [
         f"# EfficientNet conformance report: `{impl}`",
         "",
         f"**Verdict:** {verdict}",
         "",
-        "| Clause | Title | Status | Passed | Failed | Skipped | XFail | First failure or skip reason |",
-        "|---|---|---|---|---|---|---|---|",
+        "| Clause | Title | Status | Passed | Failed | Skipped | XFail | First failure or skip reason | Erratum |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")[:300]
+
     for r in rows:
-        detail = r["detail"].replace("|", "\\|").replace("\n", " ")[:300]
         lines.append(
             f"| {r['clause']} | {r['title']} | {r['status']} | {r['passed']} | {r['failed']} "
-            f"| {r['skipped']} | {r['xfailed']} | {detail} |"
+            f"| {r['skipped']} | {r['xfailed']} | {cell(r['detail'])} | {cell('; '.join(r['errata']))} |"
         )
-    path.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    md_path.write_text("\n".join(lines) + "\n")
+    return json_path, md_path

@@ -1,13 +1,22 @@
-"""The spec, read once: data from spec/*.toml and clause IDs from spec/SPEC.md."""
+"""The spec, read once: data from spec/*.toml, clause IDs and errata from spec/SPEC.md; the
+definitions of derived quantities (architecture fingerprint, Table 2 figures); and which tests
+cite which clause (by collecting the suite)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
-import tomllib
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 SPEC_DIR = Path(__file__).resolve().parents[2] / "spec"
 CLAUSE_HEADING = re.compile(r"^#### ([A-Z][A-Z0-9]*-\d+) · (.+)$")
@@ -76,3 +85,179 @@ def base_widths() -> list[int]:
 
 def base_depths() -> list[int]:
     return [s["repeats"] for s in data()["base"]["stages"]]
+
+
+# --- Derived quantities whose definition the spec fixes (used by spec/generate.py and tests) ----
+def shape_signature(model: Any) -> list[str]:
+    """The name-agnostic architecture signature: one token per state_dict entry, in order,
+    ``P:`` for a parameter or ``B:`` for a buffer, then the shape with dimensions joined by
+    ``x`` (``scalar`` for a 0-d tensor), e.g. ``P:32x3x3x3``, ``B:32``, ``B:scalar``."""
+    parameters = {name for name, _ in model.named_parameters()}
+    return [
+        f"{'P' if name in parameters else 'B'}:{'x'.join(map(str, tensor.shape)) or 'scalar'}"
+        for name, tensor in model.state_dict().items()
+    ]
+
+
+def fingerprint(model: Any) -> str:
+    """sha256 (hex) of the shape signature joined by ``;`` (ARCH-5, expected.toml ``fingerprint``)."""
+    return hashlib.sha256(";".join(shape_signature(model)).encode()).hexdigest()
+
+
+_PUBLISHED = re.compile(r"^(\d+)(?:\.(\d+))?([MB])$")
+
+
+def published(figure: str) -> tuple[int, int]:
+    """A rounded figure of the paper's Table 2 as (value, step): ``"5.3M"`` is (5_300_000, 100_000),
+    ``"0.39B"`` (390_000_000, 10_000_000), ``"12M"`` (12_000_000, 1_000_000).  An exact count ``n``
+    rounds to the figure when ``value - step / 2 <= n < value + step / 2``."""
+    m = _PUBLISHED.match(figure)
+    if m is None:
+        raise ValueError(f"not a Table 2 figure like '5.3M' or '0.39B': {figure!r}")
+    whole, decimals, unit = m.group(1), m.group(2) or "", m.group(3)
+    scale = {"M": 10**6, "B": 10**9}[unit]
+    step = scale // 10 ** len(decimals)
+    return int(whole + decimals) * step, step
+
+
+# Clause TABLE2-2: the paper's FLOPs are rounded and its counting convention is not stated exactly.
+TABLE2_MACS_TOLERANCE = 0.10
+
+
+def table2_params_interval(name: str) -> tuple[float, float]:
+    """[low, high) of the exact parameter counts that round to the Table 2 figure of variant ``name``
+    (TABLE2-1): half a unit of the last published digit either side, plus ``params_slack`` units."""
+    row = data()["table2"][name]
+    value, step = published(row["params"])
+    half_width = step * (0.5 + row.get("params_slack", 0))
+    return value - half_width, value + half_width
+
+
+def table2_macs_interval(name: str) -> tuple[float, float]:
+    """[low, high] of the MAC counts within TABLE2_MACS_TOLERANCE of the Table 2 FLOPs (TABLE2-2)."""
+    value, _ = published(data()["table2"][name]["flops"])
+    return value * (1 - TABLE2_MACS_TOLERANCE), value * (1 + TABLE2_MACS_TOLERANCE)
+
+
+# --- Errata ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Erratum:
+    id: str
+    tutorial: str
+    paper: str
+    caught_by: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"{self.id}: the tutorial: {self.tutorial}; the paper: {self.paper}"
+
+
+_ERRATUM_ROW = re.compile(r"^\|\s*(E-\d+)\s*\|(.*)\|(.*)\|(.*)\|\s*$")
+
+
+@cache
+def errata() -> list[Erratum]:
+    """The rows of SPEC.md's errata table (an ID ``E-n``, both readings, the clauses that catch it)."""
+    found = []
+    for line in (SPEC_DIR / "SPEC.md").read_text().splitlines():
+        m = _ERRATUM_ROW.match(line.strip())
+        if m:
+            tutorial, paper = (s.strip().replace("`", "") for s in m.group(2, 3))
+            caught = tuple(c.strip() for c in m.group(4).split(",") if c.strip())
+            found.append(Erratum(m.group(1), tutorial, paper, caught))
+    return found
+
+
+# --- Which tests cite which clause -------------------------------------------------------
+ROOT = SPEC_DIR.parent
+
+# Run in a subprocess: collect the suite with a tiny plugin that records each item's clause markers.
+_COLLECT = """
+import json, sys
+import pytest
+
+class Collector:
+    def __init__(self):
+        self.items = {}
+
+    def pytest_collection_finish(self, session):
+        for item in session.items:
+            self.items[item.nodeid] = [c for m in item.iter_markers("clause") for c in m.args]
+
+collector = Collector()
+code = pytest.main(sys.argv[2:], plugins=[collector])
+with open(sys.argv[1], "w") as f:
+    json.dump({"exit": int(code), "items": collector.items}, f)
+"""
+
+
+class CollectionError(RuntimeError):
+    """Collecting the suite failed; the message holds pytest's output."""
+
+
+def start_clause_collection(out: Path, paths: tuple[str, ...] = ("tests",)) -> subprocess.Popen[str]:
+    """Start collecting ``paths`` (relative to the repository root) in a subprocess that writes
+    ``{"exit": code, "items": {nodeid: [clause, ...]}}`` to ``out``; see ``clause_map``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("EFFNET_IMPL", "PYTEST_ADDOPTS")}
+    args = [sys.executable, "-c", _COLLECT, str(out), "--collect-only", "-q", "-p", "no:cacheprovider", *paths]
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish_clause_collection(process: subprocess.Popen[str], out: Path) -> dict[str, list[str]]:
+    output, _ = process.communicate()
+    result = json.loads(out.read_text()) if out.exists() else {"exit": process.returncode, "items": {}}
+    if process.returncode != 0 or result["exit"] != 0:
+        raise CollectionError(f"collecting the suite failed (pytest exit {result['exit']}):\n{output[-4000:]}")
+    return dict(result["items"])
+
+
+def clause_map(paths: tuple[str, ...] = ("tests",)) -> dict[str, list[str]]:
+    """Test node ID (one per collected item, parametrized cases included) -> the clauses its
+    ``@pytest.mark.clause`` markers cite, from collecting the suite under the default implementation."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "clauses.json"
+        return finish_clause_collection(start_clause_collection(out, paths), out)
+
+
+def function_id(nodeid: str) -> str:
+    """A node ID without its parametrization: ``a.py::test_x[3]`` -> ``a.py::test_x``."""
+    return nodeid.split("[", 1)[0]
+
+
+def checked_by(items: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Clause ID -> the sorted test functions citing it (parametrized cases folded together)."""
+    tests: dict[str, set[str]] = {}
+    for nodeid, ids in items.items():
+        for c in ids:
+            tests.setdefault(c, set()).add(function_id(nodeid))
+    return {c: sorted(t) for c, t in tests.items()}
+
+
+NOT_CHECKED = "none yet (no test cites this clause)"
+_CHECKED_BY_GROUP = re.compile(r"`([^`]+)`: ((?:`[^`]+`(?:, )?)+)")
+
+
+def parse_checked_by(line: str) -> list[str]:
+    """The test functions of a SPEC.md "Checked by:" line (as spec/generate.py writes it)."""
+    body = line.removeprefix("Checked by:").strip().removesuffix(".")
+    if body == NOT_CHECKED:
+        return []
+    tests = []
+    for group in body.split("; "):
+        m = _CHECKED_BY_GROUP.fullmatch(group)
+        if m is None:
+            raise ValueError(f"not a generated Checked-by entry: {group!r}")
+        tests += [f"{m.group(1)}::{name}" for name in re.findall(r"`([^`]+)`", m.group(2))]
+    return sorted(tests)
+
+
+def checked_by_lines() -> dict[str, str]:
+    """Clause ID -> its "Checked by:" line in SPEC.md (absent when the clause has none)."""
+    found: dict[str, str] = {}
+    current = None
+    for line in (SPEC_DIR / "SPEC.md").read_text().splitlines():
+        m = CLAUSE_HEADING.match(line)
+        if m or line.startswith("#"):
+            current = m.group(1) if m else None
+        elif current is not None and line.startswith("Checked by:"):
+            found[current] = line
+    return found

@@ -1,0 +1,319 @@
+"""Blocks (spec section 3): conv_block, BatchNorm, MBConv, residual, squeeze-and-excitation.
+
+MBConv and SEBlock are checked against a reference computed here with ``torch.nn.functional``
+from the block's own tensors, taken by position in ``state_dict`` order (API-4), so a block may
+name its submodules as it likes.  The tensors are first set to random values of a realistic
+scale (BN statistics included): with PyTorch's default BN statistics, a wrong order of
+operations could hide behind near-identity layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+import torch.nn.functional as F  # noqa: N812 - the usual alias
+from hypothesis import example, given
+from hypothesis import strategies as st
+from torch import Tensor, nn
+
+from tests.support import spec, strategies, torchutil
+from tests.support.strategies import BlockConfig
+
+LAYERS = spec.data()["base"]["layers"]
+BN_EPS: float = LAYERS["batchnorm_eps"]
+BN_MOMENTUM: float = LAYERS["batchnorm_momentum"]
+# float32 kernels may sum in a different order from the functional reference (e.g. a mean
+# taken with x.mean instead of AdaptiveAvgPool2d); every error this suite looks for (a wrong
+# activation, pooling, order, padding or BN eps) is far larger (>= 1e-4 relative).
+REL_TOL = 1e-5
+
+
+# --- The block's tensors by position (API-4) -------------------------------------------------
+@dataclass
+class BN:
+    weight: Tensor
+    bias: Tensor
+    mean: Tensor
+    var: Tensor
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return F.batch_norm(x, self.mean, self.var, self.weight, self.bias, training=False, eps=BN_EPS)
+
+
+@dataclass
+class SETensors:
+    reduce_weight: Tensor
+    reduce_bias: Tensor
+    expand_weight: Tensor
+    expand_bias: Tensor
+
+    def gate(self, x: Tensor) -> Tensor:
+        """SE-1, SE-2: sigmoid(expand(SiLU(reduce(channel means))))."""
+        s = x.mean((2, 3), keepdim=True)
+        s = F.silu(F.conv2d(s, self.reduce_weight, self.reduce_bias))
+        return torch.sigmoid(F.conv2d(s, self.expand_weight, self.expand_bias))
+
+
+# A layout is the (kind, shape) of every state_dict entry in API-4 order; the kind says how
+# _randomise fills it.
+Layout = list[tuple[str, tuple[int, ...]]]
+
+
+def _bn_layout(c: int) -> Layout:
+    return [("bn.weight", (c,)), ("bn.bias", (c,)), ("bn.mean", (c,)), ("bn.var", (c,)), ("bn.count", ())]
+
+
+def _se_layout(c: int, rd: int) -> Layout:
+    return [("conv", (rd, c, 1, 1)), ("bias", (rd,)), ("se.expand", (c, rd, 1, 1)), ("se.expand_bias", (c,))]
+
+
+def _mbconv_layout(cfg: BlockConfig) -> Layout:
+    """API-4 layout of an MBConv: expand conv+BN (expansion > 1), depthwise conv+BN, SE reduce and
+    expand (with biases, to max(1, n_in // 4) channels: SE-2), project conv+BN; no conv biases."""
+    e = cfg.expansion * cfg.n_in
+    k = cfg.kernel_size
+    expand = [("conv", (e, cfg.n_in, 1, 1)), *_bn_layout(e)] if cfg.expansion > 1 else []
+    return [
+        *expand,
+        ("conv", (e, 1, k, k)),
+        *_bn_layout(e),
+        *_se_layout(e, max(1, cfg.n_in // 4)),
+        ("conv", (cfg.n_out, e, 1, 1)),
+        *_bn_layout(cfg.n_out),
+    ]
+
+
+def _tensors(module: nn.Module, layout: Layout, what: str) -> list[Tensor]:
+    got = [tuple(t.shape) for t in module.state_dict().values()]
+    want = [shape for _, shape in layout]
+    assert got == want, f"{what}: state_dict shapes {got}, want (API-4 order) {want}"
+    return list(module.state_dict().values())
+
+
+def _random_value(kind: str, shape: tuple[int, ...], generator: torch.Generator) -> Tensor | None:
+    """Realistic random values: convolutions scaled by fan-in, BN affine near 1 and 0, running
+    statistics away from (0, 1), SE gate pre-activations spread over about +-4 (where sigmoid
+    and its piecewise-linear imitations differ, but float32 sigmoid does not reach 0 or 1)."""
+    fan_in = max(1, torch.Size(shape[1:]).numel())
+    normal = torch.randn(shape, generator=generator)
+    uniform = torch.rand(shape, generator=generator)
+    values = {
+        "conv": normal * fan_in**-0.5,
+        "bias": normal * 0.5,
+        "se.expand": normal * 2 * fan_in**-0.5,
+        "se.expand_bias": normal,
+        "bn.weight": uniform + 0.5,
+        "bn.bias": normal * 0.2,
+        "bn.mean": normal * 0.2,
+        "bn.var": uniform * 1.5 + 0.5,
+    }
+    return values.get(kind)
+
+
+@torch.no_grad()
+def _randomise(tensors: list[Tensor], layout: Layout, generator: torch.Generator) -> None:
+    for t, (kind, shape) in zip(tensors, layout, strict=True):
+        value = _random_value(kind, shape, generator)
+        if value is not None:
+            t.copy_(value)
+
+
+@dataclass
+class MBConvTensors:
+    expand: tuple[Tensor, BN] | None
+    depthwise: tuple[Tensor, BN]
+    se: SETensors
+    project: tuple[Tensor, BN]
+
+
+def _mbconv_tensors(block: nn.Module, cfg: BlockConfig, generator: torch.Generator) -> MBConvTensors:
+    layout = _mbconv_layout(cfg)
+    t = _tensors(block, layout, f"MBConv{cfg}")
+    _randomise(t, layout, generator)
+    if cfg.expansion > 1:
+        expand: tuple[Tensor, BN] | None = (t[0], BN(*t[1:5]))
+        t = t[6:]
+    else:
+        expand = None
+    return MBConvTensors(expand, (t[0], BN(*t[1:5])), SETensors(*t[6:10]), (t[10], BN(*t[11:15])))
+
+
+def reference_mbconv(x: Tensor, p: MBConvTensors, cfg: BlockConfig) -> Tensor:
+    """BLOCK-3 in eval mode: expand, depthwise, SE, project, and the residual of BLOCK-4."""
+    h = x
+    if p.expand is not None:
+        h = F.silu(p.expand[1](F.conv2d(h, p.expand[0])))
+    k = cfg.kernel_size
+    h = F.conv2d(h, p.depthwise[0], stride=cfg.stride, padding=(k - 1) // 2, groups=h.shape[1])
+    h = F.silu(p.depthwise[1](h))
+    h = h * p.se.gate(h)
+    h = p.project[1](F.conv2d(h, p.project[0]))
+    return h + x if cfg.residual else h
+
+
+# --- BLOCK-1 ----------------------------------------------------------------------------------
+@pytest.mark.clause("BLOCK-1")
+@given(args=strategies.conv_block_args())
+def test_conv_block_is_conv_then_batchnorm_then_silu(impl, args):
+    block = impl.conv_block(
+        args.in_channels, args.out_channels, args.kernel_size, args.stride, args.padding, args.groups,
+        args.bias, args.bn, args.act,
+    )
+    assert isinstance(block, nn.Sequential) and len(block) == 3, f"conv_block{args} is not a 3-layer nn.Sequential"
+    conv, norm, act = block
+    assert isinstance(conv, nn.Conv2d), f"conv_block{args}[0] is {type(conv).__name__}, not Conv2d"
+    got = (conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.groups,
+           conv.bias is not None)
+    k, s, p = args.kernel_size, args.stride, args.padding
+    want = (args.in_channels, args.out_channels, (k, k), (s, s), (p, p), args.groups, args.bias)
+    assert got == want, f"conv_block{args}: Conv2d(in, out, kernel, stride, padding, groups, bias) = {got}, want {want}"
+    if args.bn:
+        assert isinstance(norm, nn.BatchNorm2d) and norm.num_features == args.out_channels, (
+            f"conv_block{args}[1] is {norm}, want BatchNorm2d({args.out_channels})"
+        )
+    else:
+        assert isinstance(norm, nn.Identity), f"conv_block{args}[1] is {norm}, want Identity (bn=False)"
+    want_act = nn.SiLU if args.act else nn.Identity
+    assert isinstance(act, want_act), f"conv_block{args}[2] is {act}, want {want_act.__name__}"
+
+
+# --- BLOCK-2 ----------------------------------------------------------------------------------
+NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
+
+
+def _normalisation_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [
+        (name, m)
+        for name, m in model.named_modules()
+        if isinstance(m, NORM_TYPES) or "running_mean" in dict(m.named_buffers(recurse=False))
+    ]
+
+
+@pytest.mark.clause("BLOCK-2")
+@pytest.mark.parametrize(
+    "build",
+    [
+        pytest.param(lambda impl: impl.EfficientNet(0.25, 0.34, 10), id="EfficientNet"),
+        pytest.param(lambda impl: impl.EfficientNetSequential(0.25, 0.34, 10), id="EfficientNetSequential"),
+        pytest.param(lambda impl: impl.MBConv(8, 8, 6, 3, 1), id="MBConv"),
+        pytest.param(lambda impl: impl.conv_block(4, 8), id="conv_block"),
+    ],
+)
+def test_every_normalisation_is_batchnorm2d_with_the_spec_settings(impl, build):
+    layers = _normalisation_layers(build(impl))
+    assert layers, "no normalisation layer found"
+    for name, m in layers:
+        assert type(m) is nn.BatchNorm2d, f"{name} is {type(m).__name__}, not torch.nn.BatchNorm2d"
+        got = (m.eps, m.momentum, m.affine, m.track_running_stats)
+        want = (BN_EPS, BN_MOMENTUM, True, True)
+        assert got == want, f"{name}: (eps, momentum, affine, track_running_stats) = {got}, want {want}"
+
+
+# --- BLOCK-3, BLOCK-4, SE-1, SE-2: MBConv against the functional reference ---------------------
+@pytest.mark.clause("BLOCK-3", "BLOCK-2", "BLOCK-4", "SE-1", "SE-2")
+@given(cfg=strategies.block_configs(), n=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9))
+@example(cfg=BlockConfig(16, 16, 6, 5, 1), n=2, h=7, w=7)  # an MBConv6 of stage 3 of a small model
+@example(cfg=BlockConfig(8, 16, 1, 3, 1), n=2, h=8, w=8)  # the first block: MBConv1, no residual
+@example(cfg=BlockConfig(8, 24, 6, 3, 2), n=2, h=5, w=6)  # stride 2 on odd and even sizes
+def test_mbconv_computes_expand_depthwise_se_project(impl, device, cfg, n, h, w):
+    generator = torch.Generator().manual_seed(0)
+    block = cfg.build(impl)
+    tensors = _mbconv_tensors(block, cfg, generator)
+    block.to(device).eval()
+    x = torch.randn(n, cfg.n_in, h, w, generator=generator)
+    with torch.no_grad():
+        got = block(x.to(device)).cpu()
+        want = reference_mbconv(x, tensors, cfg)
+    assert got.shape == want.shape, f"MBConv{cfg}: output shape {tuple(got.shape)}, want {tuple(want.shape)}"
+    err = torchutil.rel_err(got, want)
+    assert err <= REL_TOL, f"MBConv{cfg}: output differs from expand-depthwise-SE-project by {err:.2e} relative"
+
+
+@pytest.mark.clause("BLOCK-4")
+@given(cfg=strategies.block_configs(), h=st.integers(1, 6))
+def test_residual_exactly_when_stride_one_and_channels_kept(impl, device, cfg, h):
+    """With the projection BN's scale and shift at zero the branch outputs exactly 0, so the
+    block's output is its input (residual) or 0 (none)."""
+    block = cfg.build(impl)
+    tensors = _tensors(block, _mbconv_layout(cfg), f"MBConv{cfg}")
+    with torch.no_grad():
+        tensors[-5].zero_()  # the projection BN's weight and bias (API-4: the block's last BN)
+        tensors[-4].zero_()
+    block.to(device).eval()
+    x = torch.randn(2, cfg.n_in, h, h, device=device)
+    with torch.no_grad():
+        out = block(x)
+    if cfg.residual:
+        assert torch.equal(out, x), f"MBConv{cfg}: stride 1 and n_in == n_out, but the input is not added"
+    else:
+        assert not out.any(), f"MBConv{cfg}: stride {cfg.stride}, {cfg.n_in} -> {cfg.n_out} channels: something is added"
+
+
+# --- SE-1, SE-2: SEBlock on its own -----------------------------------------------------------
+def _se_tensors(se: nn.Module, c: int, r: int, generator: torch.Generator) -> SETensors:
+    layout = _se_layout(c, max(1, c // r))
+    t = _tensors(se, layout, f"SEBlock({c}, r={r})")
+    _randomise(t, layout, generator)
+    return SETensors(*t)
+
+
+@pytest.mark.clause("SE-1", "SE-2")
+@given(
+    c=st.integers(1, 48),
+    r=st.integers(1, 24),
+    n=st.integers(1, 3),
+    hw=st.tuples(st.integers(1, 8), st.integers(2, 8)),
+)
+def test_se_gate_depends_only_on_channel_means(impl, device, c, r, n, hw):
+    """The output is the input times a per-channel gate; changing the input while keeping each
+    channel's mean leaves the gate as it was (a max or a learned pooling would move it)."""
+    generator = torch.Generator().manual_seed(1)
+    se = impl.SEBlock(c, r)
+    tensors = _se_tensors(se, c, r, generator)
+    se.to(device).eval()
+    x = torch.rand(n, c, *hw, generator=generator) + 1.0  # away from 0, so gate = out / x
+    bump = torch.randn(n, c, *hw, generator=generator)
+    bump = bump - bump.mean((2, 3), keepdim=True)
+    x2 = x + 0.9 * bump / bump.abs().amax().clamp_min(1e-12)  # same channel means, still > 0
+    with torch.no_grad():
+        gate = se(x.to(device)).cpu() / x
+        gate2 = se(x2.to(device)).cpu() / x2
+    want = tensors.gate(x).expand_as(x)
+    assert torchutil.rel_err(gate, want) <= REL_TOL, (
+        f"SEBlock({c}, r={r}): the gate is not sigmoid(expand(SiLU(reduce(channel mean)))) "
+        f"(relative error {torchutil.rel_err(gate, want):.2e})"
+    )
+    assert torchutil.rel_err(gate2, gate) <= REL_TOL, (
+        f"SEBlock({c}, r={r}): the gate changed by {torchutil.rel_err(gate2, gate):.2e} relative when the input "
+        "changed but its channel means did not: the squeeze is not the mean"
+    )
+
+
+@pytest.mark.clause("SE-2")
+@given(c=st.integers(1, 48), r=st.integers(1, 24))
+def test_se_gate_is_strictly_between_zero_and_one(impl, device, c, r):
+    generator = torch.Generator().manual_seed(2)
+    se = impl.SEBlock(c, r)
+    _se_tensors(se, c, r, generator)
+    se.to(device).eval()
+    x = torch.rand(4, c, 3, 3, generator=generator) + 1.0
+    with torch.no_grad():
+        gate = se(x.to(device)).cpu() / x
+    assert gate.min() > 0 and gate.max() < 1, (
+        f"SEBlock({c}, r={r}): gate values in [{gate.min():.4g}, {gate.max():.4g}], not within (0, 1)"
+    )
+
+
+@pytest.mark.clause("SE-2")
+@given(n_in=st.integers(1, 96), n_out=st.integers(1, 32))
+def test_se_squeezes_to_a_quarter_of_the_block_input(impl, n_in, n_out):
+    """mbconv6 with r=24 and mbconv1 with r=4 (the tutorial's values) squeeze to max(1, n_in // 4)."""
+    rd = max(1, n_in // 4)
+    for name, e, block in (("mbconv6", 6, impl.mbconv6(n_in, n_out)), ("mbconv1", 1, impl.mbconv1(n_in, n_out, r=4))):
+        convs = [tuple(t.shape) for t in block.state_dict().values() if t.ndim == 4]
+        se_reduce = convs[2] if e > 1 else convs[1]
+        assert se_reduce == (rd, e * n_in, 1, 1), (
+            f"{name}({n_in}, {n_out}): SE reduce weight {se_reduce}, want {(rd, e * n_in, 1, 1)} (max(1, n_in // 4))"
+        )

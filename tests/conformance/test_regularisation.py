@@ -1,0 +1,319 @@
+"""Regularisation (spec section 4): stochastic depth, its schedule, classifier dropout.
+
+A correct implementation may draw its random numbers in any order and any way, so nothing here
+compares random streams.  Each test classifies every sample: a residual block's output must be
+exactly its input (branch dropped) or the input plus the eval-mode branch scaled by 1 / (1 - p)
+(kept), and the classifier's output exactly its bias or bias + W[:, j] * c / (1 - p) for a
+feature vector c * e_j.  Anything else (element-wise dropout, no rescaling) fails outright; the
+number dropped must then lie within a Bernstein bound of the binomial mean that a correct
+implementation leaves with probability below FALSE_FAILURE.  The seeds are fixed, so each
+test is deterministic: the probability is over implementations' ways of drawing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import torch
+from hypothesis import example, given
+from hypothesis import strategies as st
+from torch import Tensor, nn
+
+from tests.support import spec, strategies, torchutil
+
+FALSE_FAILURE = 1e-9  # per binomial check; a test makes at most a few dozen
+# Kept and dropped samples differ by the whole branch, which the tests make at least 1% of the
+# output; float32 rounding in x + branch / (1 - p) is below 1e-6 of it.
+SAMPLE_TOL = 1e-5
+DROP_PATH_RATE: float = spec.data()["regularisation"]["drop_path_rate"]
+# REG-3: EfficientNet(...) has B0's classifier dropout.
+DEFAULT_DROP_RATE: float = spec.variant("b0")["drop_rate"]
+
+
+def bernstein_bound(m: int, p: float, delta: float = FALSE_FAILURE) -> float:
+    """t such that P(|Binomial(m, p) - m p| >= t) <= delta, by Bernstein's inequality
+    2 exp(-t^2 / (2 (m p (1-p) + t / 3)))."""
+    log_term = math.log(2 / delta)
+    a = 2 * log_term / 3
+    return (a + math.sqrt(a * a + 8 * log_term * m * p * (1 - p))) / 2
+
+
+def rate_problem(dropped: int, m: int, p: float, where: str) -> str | None:
+    """None when `dropped` of `m` is consistent with drop probability p, else what is wrong."""
+    if p == 0:
+        return None if dropped == 0 else f"{where}: {dropped} of {m} samples dropped, want none (p = 0)"
+    t = bernstein_bound(m, p)
+    if abs(dropped - m * p) <= t:
+        return None
+    return f"{where}: {dropped}/{m} = {dropped / m:.4f} dropped, want p = {p:.4f} +- {t / m:.4f}"
+
+
+def dropped_samples(out: Tensor, base: Tensor, delta: Tensor, where: str) -> Tensor:
+    """Per sample, True when ``out == base`` (dropped) and False when ``out == base + delta``
+    (kept); fails on a sample that is neither."""
+    o, b, d = (t.detach().double().cpu().flatten(1) for t in (out, base, delta))
+    scale = b.norm(dim=1) + d.norm(dim=1)
+    assert (d.norm(dim=1) >= 0.01 * scale).all(), f"{where}: test setup: some branch is too small to see"
+    dropped = (o - b).norm(dim=1) <= SAMPLE_TOL * scale
+    kept = (o - b - d).norm(dim=1) <= SAMPLE_TOL * scale
+    bad = (~(dropped | kept)).nonzero().flatten()
+    if len(bad):
+        i = int(bad[0])
+        frac = ((o[i] - b[i]).abs() > SAMPLE_TOL * scale[i]).double().mean().item()
+        raise AssertionError(
+            f"{where}: {len(bad)} of {len(o)} samples are neither dropped as a whole nor kept and scaled by "
+            f"1 / (1 - p); e.g. sample {i}: {frac:.0%} of its values differ from the unregularised ones "
+            f"(relative distance {((o[i] - b[i] - d[i]).norm() / d[i].norm()).item():.3g} from the kept value)"
+        )
+    return dropped
+
+
+@torch.no_grad()
+def shift_branch(block: nn.Module) -> nn.Module:
+    """Set the projection BN's shift (API-4: the block's last BN bias) to 1, so that every
+    sample's residual branch is clearly nonzero and a dropped branch shows."""
+    list(block.state_dict().values())[-4].fill_(1.0)
+    return block
+
+
+def rng_state(device: torch.device) -> Tensor:
+    return torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state()
+
+
+# --- REG-1: stochastic depth in one block -------------------------------------------------------
+SAMPLES_PER_BLOCK = 2000  # binomial bound at p = 0.5: +-0.075, so p and 1 - p are told apart above 0.58
+
+
+@pytest.mark.clause("REG-1")
+@given(
+    p=strategies.drop_probabilities,
+    n=st.integers(1, 16),
+    expansion=st.sampled_from([1, 6]),
+    kernel_size=st.sampled_from([1, 3, 5]),
+)
+@example(p=0.2, n=8, expansion=6, kernel_size=3)
+@example(p=0.8, n=1, expansion=1, kernel_size=1)  # one channel: element-wise must still show
+def test_stochastic_depth_drops_the_whole_branch_per_sample(impl, device, p, n, expansion, kernel_size):
+    torch.manual_seed(0)
+    block = shift_branch(impl.MBConv(n, n, expansion, kernel_size, 1, 4 * expansion, p)).to(device)
+    where = f"MBConv({n}, {n}, {expansion}, {kernel_size}, 1, dropout={p!r})"
+    x = torch.randn(SAMPLES_PER_BLOCK, n, 3, 3, generator=torch.Generator().manual_seed(0)).to(device)
+    with torch.no_grad():
+        branch = block.eval()(x) - x
+        torchutil.everything_but_batchnorm_training(block)
+        torch.manual_seed(0)
+        out = block(x)
+    dropped = dropped_samples(out, x, branch / (1 - p), where)
+    problem = rate_problem(int(dropped.sum()), SAMPLES_PER_BLOCK, p, where)
+    assert problem is None, problem
+
+
+def _residual_configs() -> st.SearchStrategy[strategies.BlockConfig]:
+    return strategies.block_configs(residual=True, dropout=strategies.drop_probabilities)
+
+
+@pytest.mark.clause("REG-1")
+@given(cfg=_residual_configs())
+def test_eval_mode_block_is_deterministic_and_unscaled(impl, device, cfg):
+    """In eval mode the block equals the same block built with dropout=0, whatever the seed."""
+    torch.manual_seed(0)
+    block = cfg.build(impl)
+    plain = strategies.BlockConfig(cfg.n_in, cfg.n_out, cfg.expansion, cfg.kernel_size, cfg.stride, 0.0).build(impl)
+    torchutil.copy_weights_in_order(block, plain)
+    block.to(device).eval()
+    plain.to(device).eval()
+    x = torch.randn(8, cfg.n_in, 3, 3, device=device)
+    with torch.no_grad():
+        want = plain(x)
+        outs = []
+        for seed in (0, 1):
+            torch.manual_seed(seed)
+            outs.append(block(x))
+    for seed, out in enumerate(outs):
+        err = torchutil.rel_err(out, want)
+        assert err <= 1e-6, f"MBConv{cfg} in eval mode (seed {seed}) differs from dropout=0 by {err:.2e} relative"
+
+
+@pytest.mark.clause("REG-1")
+@given(cfg=strategies.block_configs(residual=False, dropout=strategies.drop_probabilities))
+def test_block_without_residual_draws_no_random_numbers(impl, device, cfg):
+    block = cfg.build(impl).to(device).train()
+    x = torch.randn(4, cfg.n_in, 4, 4, device=device)
+    before = rng_state(device)
+    with torch.no_grad():
+        block(x)
+    assert torch.equal(rng_state(device), before), (
+        f"MBConv{cfg} has no residual connection but drew random numbers in a train-mode forward"
+    )
+
+
+# --- REG-2: the schedule over the network's blocks ------------------------------------------------
+@dataclass(frozen=True)
+class BlockInfo:
+    stage: int
+    index: int  # within the stage
+    k: int  # global index from 0
+    c_in: int
+    residual: bool
+
+
+def _blocks(model: nn.Module, device: torch.device) -> list[BlockInfo]:
+    """Every block with its global index and whether it is residual (BLOCK-4: stride 1 and the
+    same channels, read from one eval forward at 32 px, where every stride shows)."""
+    seen: list[tuple[int, int, torch.Size, torch.Size]] = []
+    handles = []
+    for i, stage in enumerate(model.stages):
+        for j, block in enumerate(stage):
+
+            def hook(_m: nn.Module, args: tuple[Any, ...], out: Tensor, i: int = i, j: int = j) -> None:
+                seen.append((i, j, args[0].shape, out.shape))
+
+            handles.append(block.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model.eval()(torch.randn(1, 3, 32, 32, device=device))
+    finally:
+        for h in handles:
+            h.remove()
+    return [BlockInfo(i, j, k, s_in[1], s_in == s_out) for k, (i, j, s_in, s_out) in enumerate(seen)]
+
+
+def schedule_problems(model: nn.Module, device: torch.device, samples: int, what: str) -> list[str]:
+    """Measure every block's drop rate on 1x1 inputs and compare it with 0.2 k / N (REG-2);
+    blocks without a residual must be deterministic (REG-1)."""
+    blocks = _blocks(model, device)
+    n = len(blocks)
+    problems = []
+    generator = torch.Generator().manual_seed(0)
+    for info in blocks:
+        block = model.stages[info.stage][info.index]
+        where = f"{what} stage {info.stage} block {info.index} (k = {info.k} of N = {n})"
+        x = torch.randn(samples, info.c_in, 1, 1, generator=generator).to(device)
+        if info.residual:
+            shift_branch(block)
+        with torch.no_grad():
+            want = block.eval()(x)
+            torchutil.everything_but_batchnorm_training(block)
+            torch.manual_seed(info.k)
+            out = block(x)
+            block.eval()
+        if not info.residual:
+            if not torch.equal(out, want):
+                problems.append(f"{where}: no residual, but the train-mode output is random")
+            continue
+        p = DROP_PATH_RATE * info.k / n
+        dropped = dropped_samples(out, x, (want - x) / (1 - p), where)
+        problem = rate_problem(int(dropped.sum()), samples, p, where)
+        if problem:
+            problems.append(problem)
+    return problems
+
+
+@pytest.mark.clause("REG-2", "REG-1")
+def test_drop_rate_rises_linearly_with_the_global_block_index(impl, device):
+    """B0's 16 blocks (d_factor 1) at width factor 0.1, where every block has 8-32 channels so
+    that 100 000 samples per block are cheap; the schedule depends on block positions only.
+
+    Per residual block the bound is about +-0.0085 at p = 0.175, while the tutorial's per-stage
+    schedule 0.2 i / 7 misses by 0.032 at block 14 (3.8 bounds) and 0.020 at block 13, and an
+    off-by-one 0.2 (k + 1) / N drops at block 0 (p = 0, width 8 -> 8, stride 1) about 1250
+    samples where none are allowed.  A correct implementation fails with probability below
+    1e-8 (10 residual blocks at 1e-9 each)."""
+    torch.manual_seed(0)
+    model = impl.EfficientNet(0.1, 1.0, 10).to(device)
+    problems = schedule_problems(model, device, 100_000, "EfficientNet(0.1, 1.0)")
+    assert not problems, "stochastic-depth schedule (REG-2):\n  " + "\n  ".join(problems)
+
+
+@pytest.mark.clause("REG-2", "REG-1")
+@given(d=strategies.schedule_depth_factors)
+def test_drop_schedule_for_any_depth_factor(impl, device, d):
+    """The schedule for N from 7 to 26 blocks, 20 000 samples per block (bound +-0.02 at p = 0.2)."""
+    torch.manual_seed(0)
+    model = impl.EfficientNet(0.1, d, 10).to(device)
+    problems = schedule_problems(model, device, 20_000, f"EfficientNet(0.1, {d!r})")
+    assert not problems, "stochastic-depth schedule (REG-2):\n  " + "\n  ".join(problems)
+
+
+# --- REG-3: classifier dropout ----------------------------------------------------------------------
+HEAD_SAMPLES = 20_000  # bound +-0.02 at p = 0.5; the variants' rates differ by 0.1
+HEAD_CHUNK = 2_000  # rows per forward: B7's 2560 features x 20 000 rows would be 200 MB
+# 16 classes: a random column W[:, j] of 16 normal entries is never near 0, so a kept feature
+# always shows in the logits.
+HEAD_CLASSES = 16
+
+
+def classifier_dropout_problem(model: nn.Module, device: torch.device, p: float, what: str) -> str | None:
+    """Feed c * e_j to pool_flatten + head in train mode; each logit vector must be the bias (the
+    feature dropped) or bias + W[:, j] c / (1 - p), with the fraction dropped near p."""
+    weight, bias = list(model.head.state_dict().values())[-2:]  # API-4: classifier weight, bias
+    n_features = weight.shape[1]
+    generator = torch.Generator().manual_seed(0)
+    model.pool_flatten.train()
+    model.head.train()
+    dropped = 0
+    with torch.no_grad():
+        for _ in range(HEAD_SAMPLES // HEAD_CHUNK):
+            j = torch.randint(n_features, (HEAD_CHUNK,), generator=generator)
+            c = torch.rand(HEAD_CHUNK, generator=generator) + 0.5
+            f = torch.zeros(HEAD_CHUNK, n_features)
+            f[torch.arange(HEAD_CHUNK), j] = c
+            out = model.head(model.pool_flatten(f[:, :, None, None].to(device))).cpu()
+            base = bias.cpu().expand_as(out)
+            kept = weight.cpu()[:, j].T * (c / (1 - p))[:, None]
+            dropped += int(dropped_samples(out, base, kept, f"{what} classifier").sum())
+    return rate_problem(dropped, HEAD_SAMPLES, p, f"{what} classifier dropout")
+
+
+def _random_head(model: nn.Module, device: torch.device) -> nn.Module:
+    """Materialise the (possibly meta) pool_flatten and head on `device` with random weights."""
+    model.pool_flatten.to_empty(device=device)
+    model.head.to_empty(device=device)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for t in model.head.state_dict().values():
+            if t.is_floating_point():
+                t.copy_(torch.randn(t.shape, generator=generator))
+    return model
+
+
+@pytest.mark.clause("REG-3")
+def test_efficientnet_has_the_default_classifier_dropout(impl, device):
+    model = _random_head(impl.EfficientNet(0.1, 0.1, HEAD_CLASSES), device)
+    problem = classifier_dropout_problem(model, device, DEFAULT_DROP_RATE, f"EfficientNet(0.1, 0.1, {HEAD_CLASSES})")
+    assert problem is None, problem
+
+
+@pytest.mark.clause("REG-3")
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=[pytest.mark.slow] if spec.variant(n).get("optional") else []) for n in spec.variants()]
+)
+def test_named_variant_has_its_classifier_dropout(impl, device, name):
+    factory = getattr(impl, f"efficientnet_{name}", None)
+    if factory is None:
+        pytest.skip(f"efficientnet_{name} is optional (API-5) and not provided")
+    try:
+        with torch.device("meta"):  # only the head runs: build the rest as shapes only
+            model = factory(HEAD_CLASSES)
+    except (NotImplementedError, RuntimeError):
+        model = factory(HEAD_CLASSES)
+    _random_head(model, device)
+    p = spec.variant(name)["drop_rate"]
+    problem = classifier_dropout_problem(model, device, p, f"efficientnet_{name}({HEAD_CLASSES})")
+    assert problem is None, problem
+
+
+@pytest.mark.clause("REG-3")
+def test_classifier_dropout_is_the_identity_in_eval_mode(impl, device):
+    model = impl.EfficientNet(0.1, 0.1, 5).to(device).eval()
+    weight, bias = list(model.head.state_dict().values())[-2:]
+    f = torch.randn(64, weight.shape[1], 1, 1, device=device)
+    with torch.no_grad():
+        torch.manual_seed(0)
+        out = model.head(model.pool_flatten(f))
+    want = f.flatten(1) @ weight.T + bias
+    err = torchutil.rel_err(out, want)
+    assert err <= 1e-5, f"EfficientNet head in eval mode differs from the Linear layer alone by {err:.2e} relative"

@@ -1,0 +1,193 @@
+"""Loading a fork (tests/support/impl.py, plugin.py): one clear message, never a traceback.
+
+A fork that cannot be imported (a syntax error, an exception or ``sys.exit`` at import, a missing
+dependency), lacks a required name (API-1), or has a wrong signature (API-2) stops pytest in
+``pytest_configure`` with one ``ERROR:`` message naming the problem and the exit status 4 (usage
+error), before any test runs, also under pytest-xdist and through ``nox -s verify``.  Optional
+parts of the API (API-5, API-6, API-7) are skipped with a reason when a fork lacks them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+
+import pytest
+
+from tests.mutants import corpus
+from tests.support import impl as impl_api
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCE = ROOT / "effnet" / "model.py"
+SELECTION = "tests/conformance/test_api.py"
+USAGE_ERROR = 4  # pytest.ExitCode.USAGE_ERROR
+
+
+def fork(tmp_path: Path, name: str, old: str, new: str) -> Path:
+    """A copy of effnet/model.py with one text replaced (the text must occur exactly once)."""
+    text = SOURCE.read_text()
+    assert text.count(old) == 1, f"effnet/model.py no longer contains {old!r} exactly once: update this test"
+    path = tmp_path / f"{name}.py"
+    path.write_text(text.replace(old, new))
+    return path
+
+
+def run(*args: str, command: list[str] | None = None) -> tuple[int, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("EFFNET_IMPL", "PYTEST_ADDOPTS")}
+    cmd = command or [sys.executable, "-m", "pytest", SELECTION, "-p", "no:cacheprovider", *args]
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    return result.returncode, result.stdout + result.stderr
+
+
+# name -> (old text, new text, the message expected, as a regex; {path} is the fork's path)
+BROKEN = {
+    "syntax_error": (
+        "def scale_width(w: float, w_factor: float) -> int:",
+        "def scale_width(w: float, w_factor: float) -> int",
+        r"cannot test the implementation: --impl {path}: SyntaxError in {path}, line \d+: expected ':'",
+    ),
+    "missing_sequential": (
+        "def EfficientNetSequential(",
+        "def EfficientNetAsSequential(",
+        r"--impl {path} is not the EfficientNet API:\n\s+lacks required name\(s\) EfficientNetSequential "
+        r"\(clause API-1\)",
+    ),
+    "scale_width_swapped": (
+        "def scale_width(w: float, w_factor: float) -> int:",
+        "def scale_width(w_factor: float, w: float) -> int:",
+        r"--impl {path} is not the EfficientNet API:\n\s+scale_width\(w_factor, w\) does not match the required "
+        r"signature scale_width\(w, w_factor\) \(clause API-2\)",
+    ),
+    "raises_at_import": (
+        'efficientnet_l2 = _named_variant("l2")',
+        'efficientnet_l2 = _named_variant("l3")',
+        r"--impl {path}: importing it raised KeyError: 'l3' \(at {path}, line \d+\)",
+    ),
+    "missing_dependency": (
+        "from torch import Tensor, nn",
+        "from torch import Tensor, nn\nimport efficientnet_helpers_not_installed",
+        r"--impl {path}: it imports 'efficientnet_helpers_not_installed', which is not installed",
+    ),
+    "exits_at_import": (
+        "from torch import Tensor, nn",
+        "from torch import Tensor, nn\nimport sys\nsys.exit('no GPU found')",
+        r"--impl {path}: importing it raised SystemExit: no GPU found \(at {path}, line \d+\)",
+    ),
+}
+
+
+def assert_one_clear_message(returncode: int, output: str, pattern: str) -> None:
+    assert returncode == USAGE_ERROR, f"exit status {returncode}, not {USAGE_ERROR} (usage error):\n{output}"
+    assert re.search(pattern, output), f"the message does not match {pattern!r}:\n{output}"
+    assert "Traceback" not in output, f"a traceback was printed:\n{output}"
+    assert 'File "' not in output, f"a traceback was printed:\n{output}"
+    errors = [line for line in output.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 1, f"{len(errors)} ERROR lines instead of one:\n{output}"
+    assert not re.search(r"\d+ (passed|failed)", output), f"tests ran:\n{output}"
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_broken_fork_gets_one_clear_message(tmp_path: Path, name: str) -> None:
+    old, new, pattern = BROKEN[name]
+    path = fork(tmp_path, name, old, new)
+    returncode, output = run("--impl", str(path))
+    assert_one_clear_message(returncode, output, pattern.format(path=re.escape(str(path))))
+
+
+@pytest.mark.parametrize("name", ["syntax_error", "scale_width_swapped"])
+def test_broken_fork_gets_one_clear_message_under_xdist(tmp_path: Path, name: str) -> None:
+    old, new, pattern = BROKEN[name]
+    path = fork(tmp_path, name, old, new)
+    returncode, output = run("--impl", str(path), "-n", "2")
+    assert_one_clear_message(returncode, output, pattern.format(path=re.escape(str(path))))
+
+
+def test_broken_fork_gets_one_clear_message_through_nox(tmp_path: Path) -> None:
+    if importlib.util.find_spec("nox") is None:
+        pytest.skip("nox is not installed in this environment")
+    old, new, pattern = BROKEN["missing_sequential"]
+    path = fork(tmp_path, "missing_sequential", old, new)
+    command = [sys.executable, "-m", "nox", "-s", "verify", "--", "--impl", str(path)]
+    env_python = {"EFFNET_PYTHON": sys.executable}  # the running interpreter: no environment to build
+    result = subprocess.run(
+        command, cwd=ROOT, env={**os.environ, **env_python}, capture_output=True, text=True, timeout=300, check=False
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, f"nox -s verify passed on a fork without EfficientNetSequential:\n{output}"
+    assert re.search(pattern.format(path=re.escape(str(path))), output), output
+    assert "exit code 4" in output, f"pytest did not stop with a usage error:\n{output}"
+    assert "Traceback" not in output, f"a traceback was printed:\n{output}"
+
+
+@pytest.mark.parametrize(
+    ("spec", "pattern"),
+    [
+        ("no/such/fork.py", r"--impl no/such/fork.py: no such file"),
+        ("no_such_effnet_fork", r"--impl no_such_effnet_fork: no module named 'no_such_effnet_fork'"),
+    ],
+)
+def test_missing_fork_gets_one_clear_message(spec: str, pattern: str) -> None:
+    returncode, output = run("--impl", spec)
+    assert_one_clear_message(returncode, output, pattern)
+
+
+# --- Optional parts of the API ----------------------------------------------------------------
+def test_minimal_fork_loads_and_lacks_every_optional_feature(tmp_path: Path) -> None:
+    """The corpus' `minimal-api` variation (the tutorial's API only) is a valid fork without them."""
+    minimal = next(f for f in corpus.load() if f.name == "minimal-api")
+    path = corpus.write(minimal, corpus.build(minimal, SOURCE.read_text()), tmp_path)
+    module = impl_api.load(str(path))
+    assert impl_api.api_problems(module) == []
+    for feature in impl_api.OPTIONAL_FEATURES:
+        assert impl_api.optional_missing(module, feature), f"the minimal fork is said to have {feature}"
+
+
+def test_effnet_has_every_optional_feature() -> None:
+    module = impl_api.load("effnet")
+    for feature in [*impl_api.OPTIONAL_FEATURES, "EfficientNet(drop_rate)", "efficientnet_b3(drop_path_rate)"]:
+        assert impl_api.optional_missing(module, feature) is None, feature
+
+
+def _fake(**attrs: object) -> ModuleType:
+    module = ModuleType("fake_fork")
+    module.__dict__.update(attrs)
+    return module
+
+
+def test_require_optional_skips_naming_the_clause() -> None:
+    with pytest.raises(
+        pytest.skip.Exception,
+        match=r"optional clause API-5 \(Larger variants\) not implemented: "
+        r"it has no efficientnet_b8",
+    ):
+        impl_api.require_optional(_fake(), "efficientnet_b8")
+    with pytest.raises(pytest.skip.Exception, match=r"API-6 .*it has no EfficientNet.forward_stages"):
+        impl_api.require_optional(_fake(EfficientNet=SimpleNamespace()), "EfficientNet.forward_stages")
+
+    def without_kwargs(w_factor: float = 1, d_factor: float = 1, n_classes: int = 1000) -> None: ...
+
+    with pytest.raises(pytest.skip.Exception, match=r"API-7 .*EfficientNet accepts no keyword argument 'drop_rate'"):
+        impl_api.require_optional(_fake(EfficientNet=without_kwargs), "EfficientNet(drop_rate)")
+
+
+def test_require_optional_returns_the_feature() -> None:
+    def b8(n_classes: int = 1000) -> str:
+        return "b8"
+
+    def with_kwargs(w_factor: float = 1, *, drop_rate: float = 0.2) -> None: ...
+
+    assert impl_api.require_optional(_fake(efficientnet_b8=b8), "efficientnet_b8") is b8
+    assert impl_api.require_optional(_fake(EfficientNet=with_kwargs), "EfficientNet(drop_rate)") is with_kwargs
+
+
+def test_require_optional_refuses_a_required_clause() -> None:
+    # A test must not be able to skip a required clause by calling it optional.
+    with pytest.raises(ValueError, match="not an optional clause"):
+        impl_api.require_optional(_fake(), "EfficientNetSequential", clause="API-1")
+    with pytest.raises(ValueError, match="not an optional clause"):
+        impl_api.require_optional(_fake(), "efficientnet_b9")

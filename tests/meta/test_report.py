@@ -1,0 +1,156 @@
+"""The per-clause conformance report (tests/support/plugin.py): statuses, --report files, errata,
+and aggregation under pytest-xdist.
+
+End to end, pytest runs in a subprocess on tests/conformance/test_api.py (a small, fast
+selection) against effnet, and under xdist against a copy of effnet with one deliberate break, and the
+JSON report is read back.  The status rules and the errata lookup are also tested on hand-made
+reports, where every outcome can be produced on demand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import impl as impl_api
+from tests.support import plugin, spec
+
+SELECTION = "tests/conformance/test_api.py"
+SEQUENTIAL_TEST = f"{SELECTION}::test_sequential_has_eleven_children"
+# The break: EfficientNetSequential loses its classifier, so it has 10 children (API-3).
+BREAK = (
+    "return nn.Sequential(*_efficientnet_layers(w_factor, d_factor, n_classes, drop_rate, drop_path_rate))",
+    "return nn.Sequential(*_efficientnet_layers(w_factor, d_factor, n_classes, drop_rate, drop_path_rate)[:-1])",
+)
+
+
+def run_suite(tmp_path: Path, *args: str) -> tuple[int, str, dict[str, Any]]:
+    """Run the selection with --report; (exit code, output, report JSON)."""
+    report = tmp_path / "report"
+    env = {k: v for k, v in os.environ.items() if k not in ("EFFNET_IMPL", "PYTEST_ADDOPTS")}
+    cmd = [sys.executable, "-m", "pytest", SELECTION, "-p", "no:cacheprovider", "--report", str(report), *args]
+    result = subprocess.run(cmd, cwd=spec.ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    output = result.stdout + result.stderr
+    assert (tmp_path / "report.json").exists(), f"no report.json written:\n{output}"
+    assert (tmp_path / "report.md").exists(), f"no report.md written:\n{output}"
+    return result.returncode, output, json.loads((tmp_path / "report.json").read_text())
+
+
+def by_clause(payload: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {row["clause"]: row for row in payload["clauses"]}
+
+
+@pytest.fixture
+def broken_impl(tmp_path: Path) -> Path:
+    source = (spec.ROOT / "effnet" / "model.py").read_text()
+    assert BREAK[0] in source, "effnet/model.py changed: update BREAK in tests/meta/test_report.py"
+    path = tmp_path / "broken_effnet.py"
+    path.write_text(source.replace(BREAK[0], BREAK[1]))
+    return path
+
+
+def test_report_of_a_conforming_run(tmp_path):
+    code, output, payload = run_suite(tmp_path)
+    assert code == 0, output
+    rows = by_clause(payload)
+    assert list(rows) == list(spec.clauses()), "the JSON lists every clause of SPEC.md, in order"
+    expected_counts = {"API-1": len(impl_api.REQUIRED_NAMES), "API-2": len(impl_api.SIGNATURES), "API-3": 2}
+    for clause, count in expected_counts.items():
+        assert (rows[clause]["status"], rows[clause]["passed"]) == ("passed", count), rows[clause]
+    others = {c: r["status"] for c, r in rows.items() if c not in expected_counts}
+    assert set(others.values()) == {"not run"}, f"clauses no selected test cites must be 'not run': {others}"
+    assert payload["verdict"].startswith("effnet conforms to every clause that ran"), payload["verdict"]
+    assert "EfficientNet conformance: effnet" in output, output
+    assert "not run (no selected test cites them)" in output, output
+
+
+def test_report_of_a_broken_fork_under_xdist(tmp_path, broken_impl):
+    skips = tmp_path / "skips.txt"
+    skips.write_text("API-2  # not checked for this fork\n")
+    code, output, payload = run_suite(tmp_path, "-n", "2", "--impl", str(broken_impl), "--skips-file", str(skips))
+    assert code == 1, output
+    rows = by_clause(payload)
+    assert (rows["API-1"]["status"], rows["API-1"]["passed"]) == ("passed", len(impl_api.REQUIRED_NAMES))
+    api2 = rows["API-2"]
+    assert (api2["status"], api2["passed"], api2["skipped"]) == ("skipped", 0, len(impl_api.SIGNATURES)), api2
+    assert "not checked for this fork" in api2["detail"], api2
+    api3 = rows["API-3"]
+    assert (api3["status"], api3["passed"], api3["failed"]) == ("FAILED", 1, 1), api3
+    assert api3["detail"].startswith(SEQUENTIAL_TEST), api3
+    assert "10 children" in api3["detail"], api3
+    assert "does NOT conform: 1 of 3 clauses failed (API-3)" in payload["verdict"], payload["verdict"]
+    assert "10 children" in output, "the terminal summary shows the first failure"
+
+
+# --- Status rules and errata on hand-made reports -------------------------------------------
+def make_report(clauses: str, outcome: str, when: str = "call", **extra: Any) -> pytest.TestReport:
+    longrepr: Any = extra.pop("longrepr", None)
+    if outcome == "failed" and longrepr is None:
+        longrepr = "E       AssertionError: the squeeze is not a mean"
+    elif outcome == "skipped":
+        longrepr = ("x.py", 1, "Skipped: no forward_stages")
+    report = pytest.TestReport(
+        f"tests/x.py::test_{clauses}", ("x.py", 1, "t"), {}, outcome, longrepr, when, user_properties=[]
+    )
+    report.user_properties.append(("clauses", clauses))
+    for key, value in extra.items():
+        setattr(report, key, value)
+    return report
+
+
+def statuses(*reports: pytest.TestReport) -> dict[str, dict[str, Any]]:
+    clause_report = plugin.ClauseReport("fork")
+    for r in reports:
+        clause_report.add(r)
+    return by_clause({"clauses": clause_report.rows()})
+
+
+def test_status_rules():
+    rows = statuses(
+        make_report("API-1", "passed"),
+        make_report("API-6", "passed"),
+        make_report("API-6", "skipped"),
+        make_report("API-7", "skipped", when="setup"),
+        make_report("REG-1", "passed"),
+        make_report("REG-1", "failed"),
+        make_report("REG-2", "skipped", wasxfail="known deviation"),
+        make_report("REG-3", "passed", when="setup"),  # setup and teardown passes are not tests
+        make_report("SE-2", "failed", when="setup"),
+        make_report("NUM-3", "failed", longrepr="[XPASS(strict)] known deviation (--xfails-file f, line 1: NUM-3)"),
+    )
+    expected = {
+        "API-1": "passed",
+        "API-6": "partial",  # a skipped check is never shown as passed
+        "API-7": "skipped",
+        "REG-1": "FAILED",
+        "REG-2": "XFAIL",
+        "REG-3": "not run",
+        "SE-2": "FAILED",
+        "SE-1": "not run",
+        "NUM-3": "FAILED",  # a strict xfail that passed: the --xfails-file entry is stale
+    }
+    assert {c: rows[c]["status"] for c in expected} == expected
+    assert rows["API-6"]["detail"] == "1 skipped: no forward_stages"
+    assert rows["SE-2"]["detail"] == "tests/x.py::test_SE-2 (in setup): AssertionError: the squeeze is not a mean"
+
+
+def test_a_failing_clause_shows_its_erratum():
+    rows = statuses(make_report("SE-1", "failed"), make_report("SE-2", "failed"), make_report("REG-2", "passed"))
+    e1 = "E-1: the tutorial: SE squeeze is AdaptiveMaxPool2d; the paper: global average pooling"
+    assert rows["SE-1"]["errata"] == [e1]
+    assert rows["SE-2"]["errata"] == [], "SE-2 is in no erratum's Caught-by"
+    assert rows["REG-2"]["errata"] == [], "errata are shown only beside failures"
+
+
+def test_every_erratum_is_caught_by_defined_clauses():
+    errata = spec.errata()
+    assert errata, "SPEC.md's errata table is empty or unreadable"
+    assert [e.id for e in errata] == [f"E-{i}" for i in range(1, len(errata) + 1)]
+    unknown = [(e.id, c) for e in errata for c in e.caught_by if c not in spec.clauses()]
+    assert not unknown, f"errata cite undefined clauses: {unknown}"

@@ -1,0 +1,109 @@
+"""Traceability between spec/SPEC.md and the suite.
+
+Every clause is cited by at least one test, SPEC.md's "Checked by:" lines list exactly the tests
+that cite each clause (they are generated: `python spec/generate.py --update-clauses`), and a
+test that cites a clause SPEC.md does not define stops the run at collection.
+
+The suite is collected once, in a subprocess, under the default implementation; each collected
+item (every parametrized case) contributes the clauses of its own markers.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.support import spec
+
+REGENERATE = "run `python spec/generate.py --update-clauses` (or `nox -s spec`)"
+
+
+@pytest.fixture(scope="module")
+def collected() -> dict[str, list[str]]:
+    """Node ID -> cited clauses, for every item of the suite."""
+    return spec.clause_map()
+
+
+def test_collection_sees_the_conformance_suite(collected):
+    """Guards the tests below against a collection that silently found nothing."""
+    conformance = [n for n in collected if n.startswith("tests/conformance/")]
+    assert conformance, "collecting the suite found no test in tests/conformance"
+    unmarked = [n for n in conformance if not collected[n]]
+    assert not unmarked, f"conformance items without clauses: {unmarked[:5]}"
+
+
+def test_every_clause_is_cited_by_a_test(collected):
+    cited = set(spec.checked_by(collected))
+    uncited = [c for c in spec.clauses() if c not in cited]
+    assert not uncited, f"{len(uncited)} clause(s) of spec/SPEC.md are cited by no test: {', '.join(uncited)}"
+
+
+def test_every_cited_clause_is_defined(collected):
+    unknown = {c for ids in collected.values() for c in ids} - set(spec.clauses())
+    assert not unknown, f"tests cite clauses spec/SPEC.md does not define: {sorted(unknown)}"
+
+
+def test_every_clause_has_one_checked_by_line():
+    lines = spec.checked_by_lines()
+    missing = [c for c in spec.clauses() if c not in lines]
+    assert not missing, f"clauses without a 'Checked by:' line: {', '.join(missing)}; {REGENERATE}"
+
+
+def test_checked_by_lines_list_the_citing_tests(collected):
+    want = spec.checked_by(collected)
+    stale = []
+    for clause, line in spec.checked_by_lines().items():
+        listed, citing = set(spec.parse_checked_by(line)), set(want.get(clause, []))
+        if listed != citing:
+            parts = [f"not listed: {sorted(citing - listed)}" if citing - listed else "",
+                     f"listed but not citing: {sorted(listed - citing)}" if listed - citing else ""]  # fmt: skip
+            stale.append(f"{clause}: " + "; ".join(p for p in parts if p))
+    assert not stale, "stale 'Checked by:' lines in spec/SPEC.md:\n  " + "\n  ".join(stale) + f"\n{REGENERATE}"
+
+
+def test_parametrized_cases_are_folded_into_their_function():
+    items = {"a.py::test_x[1]": ["API-1"], "a.py::test_x[2]": ["API-1", "SE-1"], "a.py::C::test_y": ["SE-1"]}
+    assert spec.checked_by(items) == {"API-1": ["a.py::test_x"], "SE-1": ["a.py::C::test_y", "a.py::test_x"]}
+
+
+def test_checked_by_line_round_trips():
+    line = "Checked by: `tests/a.py`: `test_x`, `C::test_y`; `tests/b.py`: `test_z`."
+    assert spec.parse_checked_by(line) == ["tests/a.py::C::test_y", "tests/a.py::test_x", "tests/b.py::test_z"]
+    assert spec.parse_checked_by(f"Checked by: {spec.NOT_CHECKED}.") == []
+
+
+# --- A test citing an unknown clause fails collection -------------------------------------------
+def _collect_file(tmp_path: Path, clause: str) -> subprocess.CompletedProcess[str]:
+    """Collect a one-test file outside the repository, with this project's conftest and config."""
+    test_file = tmp_path / "test_cites.py"
+    test_file.write_text(
+        textwrap.dedent(f"""
+            import pytest
+
+            @pytest.mark.clause({clause!r})
+            @pytest.mark.parametrize("n", [1, 2])
+            def test_something(n):
+                pass
+        """)
+    )
+    args = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-p", "conftest",
+            "-c", str(spec.ROOT / "pyproject.toml"), "--rootdir", str(spec.ROOT), str(test_file)]  # fmt: skip
+    return subprocess.run(args, cwd=spec.ROOT, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_a_known_clause_collects(tmp_path):
+    """The control for the next test: the same file citing a real clause collects both cases."""
+    result = _collect_file(tmp_path, "SE-1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 tests collected" in result.stdout, result.stdout
+
+
+def test_an_unknown_clause_fails_collection(tmp_path):
+    result = _collect_file(tmp_path, "SE-99")
+    output = result.stdout + result.stderr
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR, f"exit {result.returncode}:\n{output}"
+    assert "'SE-99', which spec/SPEC.md does not define" in output, output

@@ -1,0 +1,130 @@
+"""Hypothesis strategies for the property tests, in one place.
+
+Sizes are bounded so that every example stays cheap on a CPU: whole models are built
+with ``w_factor`` in [0.1, 0.5] and ``d_factor`` in [0.1, 0.6] (widths 8-160 before the
+head, one to three blocks per stage), images are at most 64 px, batches at most 4, and
+single blocks have at most 24 input channels.  The scaling properties, which build
+nothing, range much wider.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hypothesis import strategies as st
+
+from tests.support import spec
+
+# --- Scaling arguments (no model is built) -----------------------------------------------
+# Channel counts as a user would pass them: every integer up to 4096, and the base table.
+channel_counts = st.one_of(st.integers(1, 4096), st.sampled_from(spec.base_widths()))
+
+# Scaling factors in [0.05, 8]: arbitrary floats, the two-decimal values people write
+# (1.1 is not 11/10 in binary, which is where rounding rules differ), and the variants'.
+_variant_factors = sorted({v[k] for v in spec.data()["variants"].values() for k in ("w_factor", "d_factor")})
+scale_factors = st.one_of(
+    st.floats(0.05, 8.0, allow_nan=False, allow_infinity=False, allow_subnormal=False),
+    st.integers(5, 800).map(lambda n: n / 100),
+    st.sampled_from(_variant_factors),
+)
+
+# --- Whole models: small enough to build and run in tens of milliseconds -----------------
+model_width_factors = st.floats(0.1, 0.5, allow_nan=False, allow_subnormal=False)
+model_depth_factors = st.floats(0.1, 0.6, allow_nan=False, allow_subnormal=False)
+class_counts = st.integers(1, 20)
+batch_sizes = st.integers(1, 4)
+image_sizes = st.integers(8, 48)  # typical inputs of the small models
+any_image_sizes = st.integers(1, 64)  # ARCH-6 holds for every H, W >= 1
+
+# --- Regularisation ----------------------------------------------------------------------
+drop_probabilities = st.floats(0.05, 0.9, allow_nan=False, allow_subnormal=False)
+# Depth factors for the stochastic-depth schedule, whose models are built at width factor 0.1
+# (8-32 channels per block): 7 to 26 blocks.
+schedule_depth_factors = st.floats(0.1, 1.5, allow_nan=False, allow_subnormal=False)
+
+
+# --- Single blocks -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class BlockConfig:
+    """Arguments of ``MBConv(n_in, n_out, expansion, kernel_size, stride, r, dropout)``.
+
+    ``r`` is always ``4 * expansion``, the tutorial's convention (``r=4`` for MBConv1,
+    ``r=24`` for MBConv6), so that SE squeezes to ``max(1, n_in // 4)`` channels (SE-2).
+    """
+
+    n_in: int
+    n_out: int
+    expansion: int
+    kernel_size: int
+    stride: int
+    dropout: float = 0.0
+
+    @property
+    def r(self) -> int:
+        return 4 * self.expansion
+
+    @property
+    def residual(self) -> bool:
+        """BLOCK-4: the block adds its input exactly when stride is 1 and channels are kept."""
+        return self.stride == 1 and self.n_in == self.n_out
+
+    def build(self, impl):  # type: ignore[no-untyped-def]
+        return impl.MBConv(
+            self.n_in, self.n_out, self.expansion, self.kernel_size, self.stride, self.r, self.dropout
+        )
+
+
+@st.composite
+def block_configs(
+    draw: st.DrawFn, *, residual: bool | None = None, dropout: st.SearchStrategy[float] | None = None
+) -> BlockConfig:
+    """MBConv configurations with 1-24 channels; ``residual`` forces (True) or forbids (False)
+    the residual connection, None leaves it to chance (about half of the examples)."""
+    n_in = draw(st.integers(1, 24))
+    stride = draw(st.sampled_from([1, 2]))
+    same = draw(st.booleans()) if residual is None else residual
+    if residual is True:
+        stride = 1
+    if same:
+        n_out = n_in
+    else:
+        n_out = draw(st.integers(1, 24).filter(lambda n: n != n_in)) if stride == 1 else draw(st.integers(1, 24))
+    return BlockConfig(
+        n_in=n_in,
+        n_out=n_out,
+        expansion=draw(st.sampled_from([1, 6]) | st.integers(1, 6)),
+        kernel_size=draw(st.sampled_from([1, 3, 5, 7])),
+        stride=stride,
+        dropout=draw(dropout) if dropout is not None else 0.0,
+    )
+
+
+@dataclass(frozen=True)
+class ConvBlockArgs:
+    """Arguments of the tutorial's ``conv_block``, all given explicitly."""
+
+    in_channels: int
+    out_channels: int
+    kernel_size: int
+    stride: int
+    padding: int
+    groups: int
+    bias: bool
+    bn: bool
+    act: bool
+
+
+@st.composite
+def conv_block_args(draw: st.DrawFn) -> ConvBlockArgs:
+    groups = draw(st.integers(1, 4))  # channel counts are multiples of groups, as Conv2d requires
+    return ConvBlockArgs(
+        in_channels=groups * draw(st.integers(1, 6)),
+        out_channels=groups * draw(st.integers(1, 6)),
+        kernel_size=draw(st.integers(1, 5)),
+        stride=draw(st.integers(1, 3)),
+        padding=draw(st.integers(0, 2)),
+        groups=groups,
+        bias=draw(st.booleans()),
+        bn=draw(st.booleans()),
+        act=draw(st.booleans()),
+    )

@@ -12,6 +12,14 @@ from hypothesis import HealthCheck, settings
 
 pytest_plugins = ["tests.support.plugin"]
 
+# pytest-xdist already runs one worker per core: more than one intra-op thread per worker
+# oversubscribes the cores, and OpenMP's spinning threads then slow every worker down (about
+# ten times for a model forward on a busy 2-core machine).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    import torch
+
+    torch.set_num_threads(1)
+
 # Model-building properties are slow per example; the deadline is off because the
 # first example of a worker pays for imports and allocator warm-up.
 settings.register_profile("dev", max_examples=25, deadline=None)

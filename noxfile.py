@@ -89,7 +89,8 @@ def verify(session: nox.Session) -> None:
 
 @nox.session
 def spec(session: nox.Session) -> None:
-    """Regenerate spec/expected.toml from timm; `-- --check` fails if the committed file differs."""
+    """Regenerate spec/expected.toml from timm and SPEC.md's generated parts (Checked-by lines,
+    tables); `-- --check` fails if either is stale; `-- --update-clauses` rewrites only SPEC.md."""
     python = _python(session)
     session.run(python, "spec/generate.py", *session.posargs, external=True)
 

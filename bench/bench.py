@@ -73,7 +73,10 @@ class Row:
 
 def build(impl: str, variant: str) -> nn.Module:
     if impl == "timm":
-        return timm.create_model(f"efficientnet_{variant}")
+        # timm's defaults switch classifier dropout and stochastic depth off; effnet's and
+        # torchvision's are the paper's, so set timm's alike for the same training work.
+        rates = {"drop_rate": effnet.VARIANTS[variant].drop_rate, "drop_path_rate": effnet.model.DROP_PATH_RATE}
+        return timm.create_model(f"efficientnet_{variant}", **rates)
     if impl == "effnet":
         return getattr(effnet, f"efficientnet_{variant}")()
     return getattr(torchvision.models, f"efficientnet_{variant}")()

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from numbers import Integral, Real
 from typing import NamedTuple
 
+import torch
 from torch import Tensor, nn
 
 __all__ = [
@@ -141,7 +142,9 @@ def conv_block(
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, groups=groups, bias=bias),
         nn.BatchNorm2d(out_channels) if bn else nn.Identity(),
-        nn.SiLU() if act else nn.Identity(),
+        # In place, as in timm and torchvision: the conv/BN output it overwrites is needed by no one
+        # (their backward uses their inputs), and inference saves one large allocation per layer.
+        nn.SiLU(inplace=True) if act else nn.Identity(),
     )
 
 
@@ -159,7 +162,7 @@ class SEBlock(nn.Module):
         self.squeeze = nn.AdaptiveAvgPool2d(1)
         self.excitation = nn.Sequential(
             nn.Conv2d(c, max(1, c // r), kernel_size=1),
-            nn.SiLU(),
+            nn.SiLU(inplace=True),
             nn.Conv2d(max(1, c // r), c, kernel_size=1),
             nn.Sigmoid(),
         )
@@ -185,7 +188,7 @@ class StochasticDepth(nn.Module):
             return x
         keep = 1.0 - self.p
         # Same draws, in the same order, as timm's drop_path: one Bernoulli per sample.
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        mask = x.new_empty([x.shape[0]] + [1] * (x.ndim - 1)).bernoulli_(keep)
         return x * mask.div_(keep)
 
     def extra_repr(self) -> str:
@@ -375,7 +378,16 @@ def _efficientnet_layers(
     ]
 
 
+# torch.jit does not re-export these for type checkers; TorchScript knows them by identity.
+_is_scripting: Callable[[], bool] = torch.jit.is_scripting  # type: ignore[attr-defined]
+_is_tracing: Callable[[], bool] = torch.jit.is_tracing  # type: ignore[attr-defined]
+
+
+@torch.fx.wrap  # a call in the traced graph: fx cannot branch on a traced shape
 def _check_input(x: Tensor) -> None:
+    # TorchScript cannot compile the message, and a tracer would record the check as a constant.
+    if _is_scripting() or _is_tracing():
+        return
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"x must be a batch of RGB images of shape (N, 3, H, W), got shape {tuple(x.shape)}")
 

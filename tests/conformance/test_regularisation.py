@@ -5,8 +5,8 @@ compares random streams.  Each test classifies every sample: a residual block's 
 exactly its input (branch dropped) or the input plus the eval-mode branch scaled by 1 / (1 - p)
 (kept), and the classifier's output exactly its bias or bias + W[:, j] * c / (1 - p) for a
 feature vector c * e_j.  Anything else (element-wise dropout, no rescaling) fails outright; the
-number dropped must then lie within a Bernstein bound of the binomial mean that a correct
-implementation leaves with probability below FALSE_FAILURE.  The seeds are fixed, so each
+number dropped must then lie within the interval that the binomial distribution leaves with
+probability below FALSE_FAILURE.  The seeds are fixed, so each
 test is deterministic: the probability is over implementations' ways of drawing.
 """
 
@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import pytest
 import torch
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
@@ -33,22 +34,30 @@ DROP_PATH_RATE: float = spec.data()["regularisation"]["drop_path_rate"]
 DEFAULT_DROP_RATE: float = spec.variant("b0")["drop_rate"]
 
 
-def bernstein_bound(m: int, p: float, delta: float = FALSE_FAILURE) -> float:
-    """t such that P(|Binomial(m, p) - m p| >= t) <= delta, by Bernstein's inequality
-    2 exp(-t^2 / (2 (m p (1-p) + t / 3)))."""
-    log_term = math.log(2 / delta)
-    a = 2 * log_term / 3
-    return (a + math.sqrt(a * a + 8 * log_term * m * p * (1 - p))) / 2
+@cache
+def binomial_acceptance(m: int, p: float, delta: float = FALSE_FAILURE) -> tuple[int, int]:
+    """The interval [lo, hi] that Binomial(m, p) leaves with probability at most delta (at most
+    delta / 2 on each side), from the exact distribution."""
+    if p == 0:
+        return 0, 0
+    k = torch.arange(m + 1, dtype=torch.float64)
+    log_pmf = (
+        math.lgamma(m + 1) - torch.lgamma(k + 1) - torch.lgamma(m - k + 1) + k * math.log(p) + (m - k) * math.log1p(-p)
+    )
+    pmf = log_pmf.exp()
+    at_most = pmf.cumsum(0)  # P(D <= k)
+    at_least = pmf.flip(0).cumsum(0).flip(0)  # P(D >= k), summed from the small end
+    lo = int((at_most <= delta / 2).sum())
+    hi = m - int((at_least <= delta / 2).sum())
+    return lo, hi
 
 
 def rate_problem(dropped: int, m: int, p: float, where: str) -> str | None:
     """None when `dropped` of `m` is consistent with drop probability p, else what is wrong."""
-    if p == 0:
-        return None if dropped == 0 else f"{where}: {dropped} of {m} samples dropped, want none (p = 0)"
-    t = bernstein_bound(m, p)
-    if abs(dropped - m * p) <= t:
+    lo, hi = binomial_acceptance(m, p)
+    if lo <= dropped <= hi:
         return None
-    return f"{where}: {dropped}/{m} = {dropped / m:.4f} dropped, want p = {p:.4f} +- {t / m:.4f}"
+    return f"{where}: {dropped}/{m} = {dropped / m:.4f} dropped, want p = {p:.4f} (between {lo} and {hi})"
 
 
 def dropped_samples(out: Tensor, base: Tensor, delta: Tensor, where: str) -> Tensor:
@@ -84,7 +93,7 @@ def rng_state(device: torch.device) -> Tensor:
 
 
 # --- REG-1: stochastic depth in one block -------------------------------------------------------
-SAMPLES_PER_BLOCK = 2000  # binomial bound at p = 0.5: +-0.075, so p and 1 - p are told apart above 0.58
+SAMPLES_PER_BLOCK = 2000  # acceptance at p = 0.5: +-0.069, so p and 1 - p are told apart above 0.57
 
 
 @pytest.mark.clause("REG-1")
@@ -182,8 +191,11 @@ def _blocks(model: nn.Module, device: torch.device) -> list[BlockInfo]:
 
 
 def schedule_problems(model: nn.Module, device: torch.device, samples: int, what: str) -> list[str]:
-    """Measure every block's drop rate on 1x1 inputs and compare it with 0.2 k / N (REG-2);
-    blocks without a residual must be deterministic (REG-1)."""
+    """Measure every residual block's drop rate and compare it with 0.2 k / N (REG-2); blocks
+    without a residual must be deterministic (REG-1).
+
+    Inputs are 2x2 and channels-last: on 1x1 or NCHW inputs of this shape PyTorch's CPU depthwise
+    convolution is up to ten times slower, and the cost here is all in the convolutions."""
     blocks = _blocks(model, device)
     n = len(blocks)
     problems = []
@@ -191,7 +203,8 @@ def schedule_problems(model: nn.Module, device: torch.device, samples: int, what
     for info in blocks:
         block = model.stages[info.stage][info.index]
         where = f"{what} stage {info.stage} block {info.index} (k = {info.k} of N = {n})"
-        x = torch.randn(samples, info.c_in, 1, 1, generator=generator).to(device)
+        m = samples if info.residual else 64  # determinism shows on any sample
+        x = torch.randn(m, 2, 2, info.c_in, generator=generator).permute(0, 3, 1, 2).to(device)
         if info.residual:
             shift_branch(block)
         with torch.no_grad():
@@ -206,7 +219,7 @@ def schedule_problems(model: nn.Module, device: torch.device, samples: int, what
             continue
         p = DROP_PATH_RATE * info.k / n
         dropped = dropped_samples(out, x, (want - x) / (1 - p), where)
-        problem = rate_problem(int(dropped.sum()), samples, p, where)
+        problem = rate_problem(int(dropped.sum()), m, p, where)
         if problem:
             problems.append(problem)
     return problems
@@ -214,27 +227,31 @@ def schedule_problems(model: nn.Module, device: torch.device, samples: int, what
 
 @pytest.mark.clause("REG-2", "REG-1")
 def test_drop_rate_rises_linearly_with_the_global_block_index(impl, device):
-    """B0's 16 blocks (d_factor 1) at width factor 0.1, where every block has 8-32 channels so
-    that 100 000 samples per block are cheap; the schedule depends on block positions only.
+    """B0's 16 blocks (d_factor 1) at width factor 0.01, where every block has 8 channels (and 12
+    of them are residual) so that 20 000 samples per block are cheap; the schedule depends on the
+    block positions only.
 
-    Per residual block the bound is about +-0.0085 at p = 0.175, while the tutorial's per-stage
-    schedule 0.2 i / 7 misses by 0.032 at block 14 (3.8 bounds) and 0.020 at block 13, and an
-    off-by-one 0.2 (k + 1) / N drops at block 0 (p = 0, width 8 -> 8, stride 1) about 1250
-    samples where none are allowed.  A correct implementation fails with probability below
-    1e-8 (10 residual blocks at 1e-9 each)."""
+    A correct implementation fails with probability below 1.2e-8 (12 residual blocks at 1e-9).
+    The tutorial's per-stage schedule 0.2 i / 7 passes with probability below 1e-12 (block 14
+    alone: 0.143 for 0.175, 11.9 standard deviations off, 1.1e-10); an off-by-one 0.2 (k + 1) / N
+    passes block 0 (p = 0: no drop allowed, 250 expected) with probability 1e-109.  A schedule
+    0.2 k / (N - 1) is too close to tell apart at this size (it passes with probability 0.87).
+    """
     torch.manual_seed(0)
-    model = impl.EfficientNet(0.1, 1.0, 10).to(device)
-    problems = schedule_problems(model, device, 100_000, "EfficientNet(0.1, 1.0)")
+    model = impl.EfficientNet(0.01, 1.0, 10).to(device)
+    problems = schedule_problems(model, device, 20_000, "EfficientNet(0.01, 1.0)")
     assert not problems, "stochastic-depth schedule (REG-2):\n  " + "\n  ".join(problems)
 
 
 @pytest.mark.clause("REG-2", "REG-1")
+@settings(max_examples=min(10, settings().max_examples))  # about 0.5 s per example
 @given(d=strategies.schedule_depth_factors)
 def test_drop_schedule_for_any_depth_factor(impl, device, d):
-    """The schedule for N from 7 to 26 blocks, 20 000 samples per block (bound +-0.02 at p = 0.2)."""
+    """The schedule for N from 7 to 26 blocks, 4000 samples per residual block (acceptance
+    +-0.039 at p = 0.2: a check of the shape of the schedule, not of its last digit)."""
     torch.manual_seed(0)
-    model = impl.EfficientNet(0.1, d, 10).to(device)
-    problems = schedule_problems(model, device, 20_000, f"EfficientNet(0.1, {d!r})")
+    model = impl.EfficientNet(0.01, d, 10).to(device)
+    problems = schedule_problems(model, device, 4000, f"EfficientNet(0.01, {d!r})")
     assert not problems, "stochastic-depth schedule (REG-2):\n  " + "\n  ".join(problems)
 
 

@@ -140,6 +140,15 @@ def test_status_rules():
     assert rows["SE-2"]["detail"] == "tests/x.py::test_SE-2 (in setup): AssertionError: the squeeze is not a mean"
 
 
+def test_the_detail_is_the_most_specific_failure():
+    whole_block = make_report("BLOCK-3,SE-1,SE-2", "failed", longrepr="E   AssertionError: the block output differs")
+    squeeze = make_report("SE-1", "failed", longrepr="E   AssertionError: the squeeze is not the mean")
+    for order in ([whole_block, squeeze], [squeeze, whole_block]):  # xdist reports in any order
+        rows = statuses(*order)
+        assert rows["SE-1"]["detail"] == "tests/x.py::test_SE-1: AssertionError: the squeeze is not the mean"
+        assert rows["SE-2"]["detail"].endswith("the block output differs")
+
+
 def test_a_failing_clause_shows_its_erratum():
     rows = statuses(make_report("SE-1", "failed"), make_report("SE-2", "failed"), make_report("REG-2", "passed"))
     e1 = "E-1: the tutorial: SE squeeze is AdaptiveMaxPool2d; the paper: global average pooling"

@@ -10,22 +10,31 @@ item (every parametrized case) contributes the clauses of its own markers.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from tests.support import spec
 
 REGENERATE = "run `python spec/generate.py --update-clauses` (or `nox -s spec`)"
 
 
-@pytest.fixture(scope="module")
-def collected() -> dict[str, list[str]]:
-    """Node ID -> cited clauses, for every item of the suite."""
-    return spec.clause_map()
+@pytest.fixture(scope="session")
+def collected(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> dict[str, list[str]]:
+    """Node ID -> cited clauses, for every item of the suite; collected once per run, also
+    under xdist, where the workers of one run share a temporary directory."""
+    if worker_id == "master":
+        return spec.clause_map()
+    cache = tmp_path_factory.getbasetemp().parent / "clause_map.json"
+    with FileLock(f"{cache}.lock"):
+        if not cache.exists():
+            cache.write_text(json.dumps(spec.clause_map()))
+        return dict(json.loads(cache.read_text()))
 
 
 def test_collection_sees_the_conformance_suite(collected):

@@ -82,6 +82,8 @@ def pytest_configure(config: pytest.Config) -> None:
         read_id_file("--skips-file", config.getoption("--skips-file")),
         read_id_file("--xfails-file", config.getoption("--xfails-file")),
     )
+    if config.stash[ID_FILES_KEY][1]:
+        config.pluginmanager.register(ExpectedFailures(config.stash[ID_FILES_KEY][1]), "effnet-expected-failures")
     config.stash[REPORT_KEY] = ClauseReport(name)
 
 
@@ -117,6 +119,10 @@ class IdEntry:
     line: int
     id: str
     note: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.path}:{self.line}"
 
     def reason(self, kind: str) -> str:
         note = f": {self.note}" if self.note else ""
@@ -181,8 +187,10 @@ def _mark_from_id_files(config: pytest.Config, items: list[pytest.Item]) -> None
                 break
         for entry in xfails:
             if _matches(entry.id, item, ids):
-                # strict: a known deviation that starts passing fails the run, so the file stays true.
-                item.add_marker(pytest.mark.xfail(reason=entry.reason("known deviation"), strict=True))
+                # Not strict per test: a clause entry covers every test citing the clause, and only
+                # some of them need fail.  Strictness is per entry instead (ExpectedFailures).
+                item.add_marker(pytest.mark.xfail(reason=entry.reason("known deviation"), strict=False))
+                item.user_properties.append((XFAIL_ENTRY, entry.key))
                 used.add(entry)
                 break
     unused = [e for e in (*skips, *xfails) if e not in used]
@@ -192,6 +200,73 @@ def _mark_from_id_files(config: pytest.Config, items: list[pytest.Item]) -> None
             pytest.PytestWarning(f"{len(unused)} id-file entries match no collected test:\n  {listed}"),
             stacklevel=1,
         )
+
+
+XFAIL_ENTRY = "xfails_file_entry"
+
+
+class ExpectedFailures:
+    """Strict expected failures per --xfails-file entry: an entry is stale, and the run fails,
+    when every test it names ran and passed.  A passing test under an entry that also has a
+    failing test is an ordinary pass (a clause with one deviating test out of three)."""
+
+    def __init__(self, entries: list[IdEntry]) -> None:
+        self.entries = {e.key: e for e in entries}
+        self.failed: dict[str, int] = defaultdict(int)
+        self.passed: dict[str, list[str]] = defaultdict(list)
+        self.clauses: dict[str, set[str]] = defaultdict(set)
+        self.stale: list[str] = []
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        report = yield
+        if report.when == "call" and report.passed and hasattr(report, "wasxfail") and _entry_key(report):
+            del report.wasxfail  # judged per entry at the end of the session, not as an XPASS
+        return report
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        key = _entry_key(report)
+        if key is None or report.when != "call":
+            return
+        props = dict(report.user_properties)
+        self.clauses[key].update(filter(None, str(props.get("clauses", "")).split(",")))
+        if report.skipped and hasattr(report, "wasxfail"):
+            self.failed[key] += 1
+        elif report.passed:
+            self.passed[key].append(report.nodeid)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if hasattr(session.config, "workerinput"):
+            return
+        for key, nodeids in self.passed.items():
+            if self.failed[key]:
+                continue
+            e = self.entries[key]
+            note = f" ({e.note})" if e.note else ""
+            message = (
+                f"{e.option} {e.path}, line {e.line}: {e.id}{note} is listed as a known deviation, but "
+                f"{'its test' if len(nodeids) == 1 else f'all {len(nodeids)} of its tests'} passed: remove the entry"
+            )
+            self.stale.append(message)
+            if REPORT_KEY in session.config.stash:
+                results = session.config.stash[REPORT_KEY].results
+                for c in sorted(self.clauses[key]) if _CLAUSE_ID.match(e.id) is None else [e.id]:
+                    results[c].xpassed += 1
+                    results[c].first_failure = results[c].first_failure or message
+        if self.stale:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.stale:
+            terminalreporter.section("stale expected failures", red=True)
+            for message in self.stale:
+                terminalreporter.write_line(message, red=True)
+
+
+def _entry_key(report: pytest.TestReport) -> str | None:
+    value = dict(report.user_properties).get(XFAIL_ENTRY)
+    return None if value is None else str(value)
 
 
 ID_FILES_KEY = pytest.StashKey[tuple[list[IdEntry], list[IdEntry]]]()
@@ -222,7 +297,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 # --- The per-clause report -----------------------------------------------------------
 # A clause's status summarises every test result that cites it.  It is "passed" only when all
 # of them passed: a skipped check never counts as a pass ("partial" when some passed and some
-# were skipped), and a clause that no selected test cites is "not run".
+# were skipped), and a clause that no selected test cites is "not run".  Its detail is the
+# failure of the most specific failing test, else the first skip reason.
 STATUSES = ("FAILED", "XFAIL", "partial", "passed", "skipped", "not run")
 
 
@@ -235,6 +311,13 @@ class ClauseResult:
     xpassed: int = 0
     first_failure: str = ""
     skip_reason: str = ""
+    failure_key: tuple[int, str] = (1 << 30, "")
+
+    def note_failure(self, key: tuple[int, str], message: str) -> None:
+        """Keep the failure of the most specific test (fewest clauses cited, then node ID): it says
+        most about this clause, and the choice does not depend on the order xdist reports in."""
+        if key < self.failure_key:
+            self.failure_key, self.first_failure = key, message
 
     @property
     def status(self) -> str:
@@ -258,23 +341,24 @@ class ClauseReport:
     started: float = field(default_factory=time.time)
 
     def add(self, report: pytest.TestReport) -> None:
-        ids = dict(report.user_properties).get("clauses", "")
-        for c in filter(None, str(ids).split(",")):
+        ids = [c for c in str(dict(report.user_properties).get("clauses", "")).split(",") if c]
+        key = (len(ids), report.nodeid)
+        for c in ids:
             r = self.results[c]
             if report.when == "call" and hasattr(report, "wasxfail"):
                 if report.passed:
                     r.xpassed += 1
-                    r.first_failure = r.first_failure or f"{report.nodeid}: expected to fail, but passed"
+                    r.note_failure(key, f"{report.nodeid}: expected to fail, but passed")
                 else:
                     r.xfailed += 1
             elif report.failed and str(report.longrepr).startswith("[XPASS(strict)]"):
                 r.xpassed += 1  # a strict xfail that passed: its --xfails-file entry is stale
                 why = str(report.longrepr).removeprefix("[XPASS(strict)]").strip()
-                r.first_failure = r.first_failure or f"{report.nodeid}: passed, but is listed as {why}"
+                r.note_failure(key, f"{report.nodeid}: passed, but is listed as {why}")
             elif report.failed:
                 r.failed += 1
                 where = "" if report.when == "call" else f" (in {report.when})"
-                r.first_failure = r.first_failure or f"{report.nodeid}{where}: {_short(report)}"
+                r.note_failure(key, f"{report.nodeid}{where}: {_short(report)}")
             elif report.skipped and report.when in ("setup", "call"):
                 if hasattr(report, "wasxfail"):
                     r.xfailed += 1

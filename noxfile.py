@@ -1,4 +1,4 @@
-"""Sessions: tests, verify, spec, mutants, bench, lint, typecheck.
+"""Sessions: tests, verify, spec, mutants, golden, bench, lint, typecheck.
 
 Every session runs in one shared environment, `.nox/effnet-env`, built once with
 `pip install -e .[test,dev]` and rebuilt only when pyproject.toml changes: torch
@@ -100,6 +100,13 @@ def mutants(session: nox.Session) -> None:
     """Run the conformance suite on every mutant (must be rejected) and correct variation (accepted)."""
     python = _python(session)
     session.run(python, "tests/mutants/run.py", *session.posargs, external=True)
+
+
+@nox.session
+def golden(session: nox.Session) -> None:
+    """Compare effnet with the regression fingerprints of tests/golden/; `-- --update` regenerates them."""
+    python = _python(session)
+    session.run(python, "tests/golden/update.py", *session.posargs, external=True)
 
 
 @nox.session

@@ -149,6 +149,23 @@ def test_the_detail_is_the_most_specific_failure():
         assert rows["SE-2"]["detail"].endswith("the block output differs")
 
 
+def test_verdicts():
+    def verdict(*reports: pytest.TestReport) -> str:
+        return plugin.verdict("fork", list(statuses(*reports).values()))
+
+    assert verdict() == "fork: no clause was checked (no selected test cites one)"
+    n = len(spec.clauses())
+    assert verdict(make_report("API-1", "passed"), make_report("API-6", "skipped")) == (
+        f"fork conforms to every clause that ran: 1 passed, 1 skipped; {n - 2} of {n} clauses not run"
+    )
+    assert verdict(make_report("API-1", "passed"), make_report("SE-1", "skipped", wasxfail="E-1")).startswith(
+        "fork fails only known deviations (SE-1): 1 XFAIL, 1 passed;"
+    )
+    assert verdict(make_report("API-1", "failed"), make_report("SE-1", "passed")).startswith(
+        "fork does NOT conform: 1 of 2 clauses failed (API-1); 1 FAILED, 1 passed;"
+    )
+
+
 def test_a_failing_clause_shows_its_erratum():
     rows = statuses(make_report("SE-1", "failed"), make_report("SE-2", "failed"), make_report("REG-2", "passed"))
     e1 = "E-1: the tutorial: SE squeeze is AdaptiveMaxPool2d; the paper: global average pooling"

@@ -222,6 +222,8 @@ def optional_missing(module: ModuleType, feature: str) -> str | None:
         return _lacks_keyword(module, m.group(1), m.group(2))
     if feature in ("drop_rate", "drop_path_rate"):
         lacking = [n for n in REGULARISATION_CALLABLES if _lacks_keyword(module, n, feature)]
+        if len(lacking) == len(REGULARISATION_CALLABLES):
+            return f"none of EfficientNet, EfficientNetSequential, efficientnet_b0..b7 accepts {feature!r}"
         return f"{', '.join(lacking)} accept(s) no keyword argument {feature!r}" if lacking else None
     owner: Any = module
     for i, part in enumerate(feature.split(".")):

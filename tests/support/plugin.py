@@ -397,14 +397,17 @@ class ClauseReport:
 def verdict(impl: str, rows: list[dict[str, Any]]) -> str:
     by_status = {s: [r["clause"] for r in rows if r["status"] == s] for s in STATUSES}
     ran = len(rows) - len(by_status["not run"])
-    tally = ", ".join(f"{len(by_status[s])} {s}" for s in STATUSES[1:-1] if by_status[s])
-    not_run = f"; {len(by_status['not run'])} of {len(rows)} clauses not run" if by_status["not run"] else ""
+    if not ran:
+        return f"{impl}: no clause was checked (no selected test cites one)"
+    tally = ", ".join(f"{len(by_status[s])} {s}" for s in STATUSES[:-1] if by_status[s])
+    if by_status["not run"]:
+        tally += f"; {len(by_status['not run'])} of {len(rows)} clauses not run"
     if by_status["FAILED"]:
         failed = by_status["FAILED"]
-        return f"{impl} does NOT conform: {len(failed)} of {ran} clauses failed ({', '.join(failed)}); {tally}{not_run}"
+        return f"{impl} does NOT conform: {len(failed)} of {ran} clauses failed ({', '.join(failed)}); {tally}"
     if by_status["XFAIL"]:
-        return f"{impl} fails only known deviations ({', '.join(by_status['XFAIL'])}): {tally}{not_run}"
-    return f"{impl} conforms to every clause that ran: {tally}{not_run}"
+        return f"{impl} fails only known deviations ({', '.join(by_status['XFAIL'])}): {tally}"
+    return f"{impl} conforms to every clause that ran: {tally}"
 
 
 def _short(report: pytest.TestReport) -> str:
@@ -441,9 +444,12 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     report: ClauseReport = config.stash[REPORT_KEY]
     rows = report.rows()
+    text = verdict(report.impl, rows)
+    path = config.getoption("--report")
+    written = write_report(Path(path), report.impl, rows, text) if path else None
     ran = [r for r in rows if r["status"] != "not run"]
     if not ran:
-        return  # no test citing a clause ran (e.g. only tests/meta): nothing to report
+        return  # no test citing a clause ran (e.g. only tests/meta): no table to show
     tr = terminalreporter
     tr.section(f"EfficientNet conformance: {report.impl}")
     width = max(len(r["clause"]) for r in ran)
@@ -459,13 +465,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     not_run = [r["clause"] for r in rows if r["status"] == "not run"]
     if not_run:
         tr.write_line(f"not run (no selected test cites them): {', '.join(not_run)}")
-    text = verdict(report.impl, rows)
     failed = any(r["status"] == "FAILED" for r in rows)
     tr.write_line(f"verdict: {text}", bold=True, red=failed, green=not failed)
-    path = config.getoption("--report")
-    if path:
-        json_path, md_path = write_report(Path(path), report.impl, rows, text)
-        tr.write_line(f"report written to {json_path} and {md_path}")
+    if written:
+        tr.write_line(f"report written to {written[0]} and {written[1]}")
 
 
 def write_report(path: Path, impl: str, rows: list[dict[str, Any]], verdict: str) -> tuple[Path, Path]:

@@ -38,9 +38,9 @@ any_image_sizes = st.integers(1, 64)  # ARCH-6 holds for every H, W >= 1
 
 # --- Regularisation ----------------------------------------------------------------------
 drop_probabilities = st.floats(0.05, 0.9, allow_nan=False, allow_subnormal=False)
-# Depth factors for the stochastic-depth schedule, whose models are built at width factor 0.1
-# (8-32 channels per block): 7 to 26 blocks.
-schedule_depth_factors = st.floats(0.1, 1.5, allow_nan=False, allow_subnormal=False)
+# Depth factors for the stochastic-depth schedule, whose models are built at width factor 0.01
+# (8 channels per block): 7 to 16 blocks.
+schedule_depth_factors = st.floats(0.1, 1.0, allow_nan=False, allow_subnormal=False)
 
 
 # --- Single blocks -----------------------------------------------------------------------

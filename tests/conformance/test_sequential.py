@@ -1,0 +1,100 @@
+"""EfficientNetSequential against EfficientNet (SEQ-1, SEQ-2): the same network in two forms.
+
+The comparison is between an implementation's own two forms, so here (and only here) the same
+random seed must give the same stochastic-depth and dropout decisions: both forms run the same
+layers in the same order.  Regularisation stays on, with the default rates, so that a form
+whose schedule or dropout differs cannot pass.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import Tensor, nn
+
+from tests.support import strategies, torchutil
+
+# Both forms should run identical kernels on identical inputs (an exact match); the bound
+# leaves room for a form that, say, flattens with .view where the other uses nn.Flatten.
+SEQ_TOL = 1e-6
+LR = 0.1
+seq_image_sizes = st.integers(16, 32)  # every stage still sees more than one pixel at 16+
+
+
+def _first_difference(a: list[tuple[str, Tensor]], b: list[tuple[str, Tensor]], what: str) -> str | None:
+    for (name_a, ta), (name_b, tb) in zip(a, b, strict=True):
+        if ta is None or tb is None:
+            if (ta is None) != (tb is None):
+                return f"{what} of {name_a} / {name_b}: present in only one form"
+            continue
+        err = torchutil.rel_err(tb.float(), ta.float())
+        if err > SEQ_TOL:
+            return f"{what} of EfficientNet's {name_a} and EfficientNetSequential's {name_b} differ by {err:.2e}"
+    return None
+
+
+@pytest.mark.clause("SEQ-1")
+@given(w=strategies.model_width_factors, d=strategies.model_depth_factors, n=strategies.class_counts)
+def test_sequential_has_the_same_tensors_in_the_same_order(impl, w, d, n):
+    module = impl.EfficientNet(w, d, n)
+    sequential = impl.EfficientNetSequential(w, d, n)
+    problem = torchutil.first_shape_mismatch(sequential, module)
+    assert problem is None, f"EfficientNetSequential({w!r}, {d!r}, {n}) vs EfficientNet: {problem}"
+
+
+@pytest.mark.clause("SEQ-2")
+@given(
+    w=strategies.model_width_factors,
+    d=strategies.model_depth_factors,
+    n=strategies.class_counts,
+    size=seq_image_sizes,
+)
+def test_sequential_computes_the_same_function_in_eval_and_training(impl, device, w, d, n, size):
+    where = f"EfficientNet({w!r}, {d!r}, {n}) and EfficientNetSequential at {size} px"
+    torch.manual_seed(0)
+    module: nn.Module = impl.EfficientNet(w, d, n).to(device)
+    sequential: nn.Module = impl.EfficientNetSequential(w, d, n).to(device)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 3, size, size, generator=generator).to(device)
+    torchutil.calibrate_batchnorm(module, [torch.randn(8, 3, size, size, generator=generator).to(device)])
+    torchutil.copy_weights_in_order(module, sequential)
+
+    with torch.no_grad():
+        a, b = module.eval()(x), sequential.eval()(x)
+    assert torchutil.input_dependence(a) > 1e-3, f"{where}: test setup: the output does not depend on the input"
+    err = torchutil.rel_err(b, a)
+    assert err <= SEQ_TOL, f"{where}: eval outputs differ by {err:.2e} relative"
+
+    # Training: BN on batch statistics, stochastic depth and dropout on, the same seed for both.
+    module.train()
+    sequential.train()
+    probe = torch.randn(4, n, generator=generator).to(device)
+    outputs = []
+    for model in (module, sequential):
+        torch.manual_seed(1)
+        out = model(x)
+        (out * probe).sum().backward()
+        outputs.append(out.detach())
+    err = torchutil.rel_err(outputs[1], outputs[0])
+    assert err <= SEQ_TOL, f"{where}: train-mode outputs under the same seed differ by {err:.2e} relative"
+    grads = [[(name, p.grad) for name, p in m.named_parameters()] for m in (module, sequential)]
+    problem = _first_difference(*grads, "gradients")
+    assert problem is None, f"{where}: {problem}"
+
+    for model in (module, sequential):
+        with torch.no_grad():
+            for p in model.parameters():
+                p -= LR * p.grad
+    states = [list(m.state_dict().items()) for m in (module, sequential)]
+    problem = _first_difference(*states, "after a training step, the parameters or BN statistics")
+    assert problem is None, f"{where}: {problem}"
+
+    # The comparisons above mean something only if training mode is random at all.
+    with torch.no_grad():
+        torch.manual_seed(2)
+        one = module(x)
+        torch.manual_seed(3)
+        other = module(x)
+    assert torchutil.rel_err(one, other) > 1e-4, f"{where}: train mode gives the same output for two seeds"

@@ -1,0 +1,59 @@
+"""The paper's Table 2 (TABLE2-1, TABLE2-2): parameter counts of B0-B7 round to the published
+figures, and multiply-accumulates at the native resolution are within 10% of the published FLOPs.
+
+MACs are ``torch.utils.flop_counter.FlopCounterMode``'s total for one image, halved: it counts
+each multiply-add of a convolution (depthwise and SE included) or matrix product (the classifier)
+as two FLOPs, and nothing for BN, activations, pooling or the SE gating product, which the paper's
+multiply-add counts leave out too (spec/expected.toml [conventions]).  The count needs only shapes,
+so it runs on the meta device; an implementation that cannot be built there is run for real.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from tests.support import reference, spec
+
+NAMED = spec.variants(include_optional=False)  # Table 2 has B0-B7
+
+
+def _model(impl, name: str) -> torch.nn.Module:
+    return reference.impl_meta(impl, name) or reference.build(reference.impl_factory(impl, name))
+
+
+def _macs(model: torch.nn.Module, resolution: int) -> float:
+    device = next(model.parameters()).device
+    x = torch.empty(1, 3, resolution, resolution, device=device)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    return counter.get_total_flops() / 2
+
+
+@pytest.mark.clause("TABLE2-1")
+@pytest.mark.parametrize("name", NAMED)
+def test_parameter_count_rounds_to_table2(impl, name, record_property):
+    count = sum(p.numel() for p in _model(impl, name).parameters())
+    low, high = spec.table2_params_interval(name)
+    published = spec.data()["table2"][name]["params"]
+    record_property("params_ratio", count / spec.published(published)[0])
+    assert low <= count < high, (
+        f"efficientnet_{name} has {count:,} parameters, which does not round to Table 2's {published} "
+        f"(the interval [{low:,.0f}, {high:,.0f}))"
+    )
+
+
+@pytest.mark.clause("TABLE2-2")
+@pytest.mark.parametrize("name", NAMED)
+def test_macs_at_native_resolution_within_10_percent_of_table2(impl, name, record_property):
+    resolution = spec.variant(name)["resolution"]
+    macs = _macs(_model(impl, name), resolution)
+    published = spec.data()["table2"][name]["flops"]
+    ratio = macs / spec.published(published)[0]
+    record_property("macs_ratio", ratio)
+    low, high = spec.table2_macs_interval(name)
+    assert low <= macs <= high, (
+        f"efficientnet_{name} at {resolution}x{resolution}: {macs / 1e9:.3f}B multiply-accumulates, "
+        f"{ratio:.3f} times Table 2's {published} FLOPs (allowed: {low / 1e9:.3f}B to {high / 1e9:.3f}B)"
+    )

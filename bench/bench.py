@@ -237,8 +237,11 @@ def markdown(rows: list[Row], env: dict[str, Any], load: dict[str, Any], impls: 
         "the same round, median [q1, q3] over rounds; above 1 means effnet is faster.  Parity: timm/effnet "
         f">= {PARITY}.",
         "",
-        "| variant | task | format | mode | " + " | ".join(f"{i} ms" for i in impls) + " | "
-        + " | ".join(f"{r}/effnet" for r in refs) + " |",
+        "| variant | task | format | mode | "
+        + " | ".join(f"{i} ms" for i in impls)
+        + " | "
+        + " | ".join(f"{r}/effnet" for r in refs)
+        + " |",
         "|" + "---|" * (4 + len(impls) + len(refs)),
     ]
     for row in rows:
@@ -297,7 +300,11 @@ def main(argv: list[str] | None = None) -> int:
             # Channels-last leaves the models in that format; the next task sets its own.
     if not args.compile:
         rows.append(Row("all", "all", 0, "all", "compile", status=COMPILE_SKIPPED))
-    load = {"before": load_before, "after": [round(x, 2) for x in os.getloadavg()], "wall_s": time.perf_counter() - start}
+    load = {
+        "before": load_before,
+        "after": [round(x, 2) for x in os.getloadavg()],
+        "wall_s": time.perf_counter() - start,
+    }
     text = markdown(rows, env, load, args.impls)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".md").write_text(text)

@@ -31,6 +31,7 @@ from effnet.model import (
     strides,
     widths,
 )
+from effnet.weights import load_reference_weights
 
 __all__ = [
     "VARIANTS",
@@ -55,6 +56,7 @@ __all__ = [
     "efficientnet_l2",
     "efficientnet_scaler",
     "kernel_sizes",
+    "load_reference_weights",
     "mbconv1",
     "mbconv6",
     "ps",

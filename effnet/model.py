@@ -11,7 +11,7 @@ torchvision's ``efficientnet_bN``, so their state_dicts load by position.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from numbers import Integral, Real
 from typing import NamedTuple
 
@@ -105,9 +105,13 @@ MAX_PARAMETERS = 1_000_000_000
 def _check_factor(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
-    if not (math.isfinite(value) and value > 0):
+    try:
+        as_float = float(value)
+    except OverflowError:  # an int beyond float range, e.g. 10**400
+        as_float = math.inf
+    if not (math.isfinite(as_float) and as_float > 0):
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
+    return as_float
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
@@ -124,6 +128,23 @@ def _check_probability(name: str, value: object) -> float:
     if not 0 <= value < 1:  # NaN fails this too
         raise ValueError(f"{name} must be a probability in [0, 1), got {value!r}")
     return float(value)
+
+
+def _check_size(what: str, count: int) -> None:
+    if count > MAX_PARAMETERS:
+        raise ValueError(f"{what} would have {count:,} parameters, more than the limit of {MAX_PARAMETERS:,}")
+
+
+def _se_parameter_count(c: int, r: int) -> int:
+    rd = max(1, c // r)
+    return (c * rd + rd) + (rd * c + c)
+
+
+def _block_parameter_count(n_in: int, n_out: int, expansion: int, k: int, r: int) -> int:
+    """Closed-form parameter count of an MBConv block (BN: weight and bias)."""
+    e = n_in * expansion
+    expand = 0 if expansion == 1 else n_in * e + 2 * e
+    return expand + e * k * k + 2 * e + _se_parameter_count(e, r) + e * n_out + 2 * n_out
 
 
 # --- Blocks --------------------------------------------------------------------
@@ -159,6 +180,7 @@ class SEBlock(nn.Module):
         super().__init__()
         c = _check_int("c", c, 1)
         r = _check_int("r", r, 1)
+        _check_size(f"SEBlock(c={c!r}, r={r!r})", _se_parameter_count(c, r))
         self.squeeze = nn.AdaptiveAvgPool2d(1)
         self.excitation = nn.Sequential(
             nn.Conv2d(c, max(1, c // r), kernel_size=1),
@@ -223,6 +245,11 @@ class MBConv(nn.Module):
         if isinstance(stride, bool) or stride not in (1, 2):
             raise ValueError(f"stride must be 1 or 2, got {stride!r}")
         dropout = _check_probability("dropout", dropout)
+        r = _check_int("r", r, 1)
+        _check_size(
+            f"MBConv(n_in={n_in!r}, n_out={n_out!r}, expansion={expansion!r}, kernel_size={kernel_size!r}, r={r!r})",
+            _block_parameter_count(n_in, n_out, expansion, kernel_size, r),
+        )
 
         self.skip_connection = stride == 1 and n_in == n_out
         expanded = n_in * expansion
@@ -264,6 +291,8 @@ def scale_width(w: float, w_factor: float) -> int:
     w = _check_factor("w", w)
     w_factor = _check_factor("w_factor", w_factor)
     scaled = w * w_factor
+    if not math.isfinite(scaled):
+        raise ValueError(f"w * w_factor must be finite, got w={w!r}, w_factor={w_factor!r}")
     new_w = max(8, int(scaled + 4) // 8 * 8)
     if new_w < 0.9 * scaled:
         new_w += 8
@@ -274,6 +303,8 @@ def efficientnet_scaler(w_factor: float = 1, d_factor: float = 1) -> tuple[list[
     """Widths (9) and depths (7) of the network scaled by the two factors."""
     w_factor = _check_factor("w_factor", w_factor)
     d_factor = _check_factor("d_factor", d_factor)
+    if not math.isfinite(d_factor * max(depths)):
+        raise ValueError(f"d_factor is too large: the scaled depths overflow, got {d_factor!r}")
     scaled_widths = [scale_width(w, w_factor) for w in widths]
     scaled_depths = [math.ceil(d_factor * d) for d in depths]
     return scaled_widths, scaled_depths
@@ -299,22 +330,45 @@ def create_stage(
     ``ps`` is one stochastic-depth probability for every block, or one per block.
     """
     num_layers = _check_int("num_layers", num_layers, 1)
-    rates = [ps] * num_layers if isinstance(ps, Real) else list(ps)
+    if not callable(layer):
+        raise TypeError(f"layer must be a callable that builds a block, got {layer!r}")
+    rates = _stage_rates(ps, num_layers)
+
+    def block(i: int) -> nn.Module:
+        return layer(
+            n_in if i == 0 else n_out,
+            n_out,
+            kernel_size=kernel_size,
+            stride=stride if i == 0 else 1,
+            r=r,
+            dropout=rates(i),
+        )
+
+    blocks = [block(i) for i in range(min(num_layers, 2))]
+    # The blocks after the first are alike: refuse a stage too large from the first two.
+    count = [sum(p.numel() for p in b.parameters()) for b in blocks]
+    _check_size(
+        f"create_stage(n_in={n_in!r}, n_out={n_out!r}, num_layers={num_layers!r})",
+        count[0] + (num_layers - 1) * count[-1],
+    )
+    return nn.Sequential(*blocks, *(block(i) for i in range(2, num_layers)))
+
+
+def _stage_rates(ps: object, num_layers: int) -> Callable[[int], float]:
+    """The stochastic-depth probability of each block of a stage, from ``ps`` (one or a list)."""
+    if isinstance(ps, Real) and not isinstance(ps, bool):
+        rate = _check_probability("ps", ps)
+        return lambda _i: rate
+    if not isinstance(ps, Iterable) or isinstance(ps, (str, bytes)):
+        raise TypeError(f"ps must be a probability or a sequence of {num_layers} probabilities, got {ps!r}")
+    rates = list(ps)
     if len(rates) != num_layers:
         raise ValueError(f"ps must be a number or {num_layers} numbers, got {ps!r}")
-    return nn.Sequential(
-        *(
-            layer(
-                n_in if i == 0 else n_out,
-                n_out,
-                kernel_size=kernel_size,
-                stride=stride if i == 0 else 1,
-                r=r,
-                dropout=rates[i],
-            )
-            for i in range(num_layers)
-        )
-    )
+    try:
+        checked = [_check_probability("ps", p) for p in rates]
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"ps must hold {num_layers} probabilities in [0, 1), got {ps!r}") from None
+    return lambda i: checked[i]
 
 
 def _parameter_count(scaled_widths: list[int], scaled_depths: list[int], n_classes: int) -> int:
@@ -323,11 +377,7 @@ def _parameter_count(scaled_widths: list[int], scaled_depths: list[int], n_class
     def bn(c: int) -> int:
         return 2 * c
 
-    def block(n_in: int, n_out: int, expansion: int, k: int, r: int) -> int:
-        e = n_in * expansion
-        rd = max(1, e // r)
-        expand = 0 if expansion == 1 else n_in * e + bn(e)
-        return expand + e * k * k + bn(e) + (e * rd + rd) + (rd * e + e) + e * n_out + bn(n_out)
+    block = _block_parameter_count
 
     total = 3 * scaled_widths[0] * 9 + bn(scaled_widths[0])
     for i, d in enumerate(scaled_depths):
@@ -388,7 +438,9 @@ def _check_input(x: Tensor) -> None:
     # TorchScript cannot compile the message, and a tracer would record the check as a constant.
     if _is_scripting() or _is_tracing():
         return
-    if x.ndim != 4 or x.shape[1] != 3:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x must be a Tensor of shape (N, 3, H, W), got {type(x).__name__}")
+    if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] < 1 or x.shape[3] < 1:
         raise ValueError(f"x must be a batch of RGB images of shape (N, 3, H, W), got shape {tuple(x.shape)}")
 
 

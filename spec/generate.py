@@ -38,7 +38,8 @@ from tests.support import spec  # noqa: E402 - needs the repository root on sys.
 
 EXPECTED = ROOT / "spec" / "expected.toml"
 SPEC_MD = ROOT / "spec" / "SPEC.md"
-COMMAND = "nox -s spec (or: python spec/generate.py); check: nox -s spec -- --check"
+REGENERATE = "nox -s spec (or: python spec/generate.py)"
+COMMAND = f"{REGENERATE}; check: nox -s spec -- --check"
 
 MACS_CONVENTION = (
     "multiply-accumulates of one image at the native resolution: the total of "
@@ -197,7 +198,8 @@ def variants_table(data: dict[str, Any], expected: dict[str, Any]) -> list[str]:
         widths, depths = " ".join(map(str, e["widths"])), " ".join(map(str, e["depths"]))
         rows.append([label, v["w_factor"], v["d_factor"], v["resolution"], v["drop_rate"], widths, depths,
                      f"{e['params']:,}", f"{e['macs'] / 1e9:.2f}B"])  # fmt: skip
-    header = ["Variant", "w_factor", "d_factor", "Resolution", "Dropout", "Widths", "Depths", "Parameters", "MACs"]
+    header = ["Variant", "w_factor", "d_factor", "Resolution", "Classifier dropout", "Widths", "Depths",
+              "Parameters", "MACs"]  # fmt: skip
     return _rows(header, rows)
 
 
@@ -318,7 +320,7 @@ def _body(toml_text: str) -> list[str]:
 def check_expected(fresh_text: str) -> list[str]:
     rel = EXPECTED.relative_to(ROOT)
     if not EXPECTED.exists():
-        return [f"{rel} does not exist: run {COMMAND.split(';')[0]}"]
+        return [f"{rel} does not exist: run {REGENERATE}"]
     committed_text = EXPECTED.read_text()
     try:
         committed = tomllib.loads(committed_text)
@@ -348,21 +350,31 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--update-clauses", action="store_true", help="only rewrite SPEC.md's generated parts")
     args = parser.parse_args(argv)
     start = time.perf_counter()
+    if args.update_clauses and not EXPECTED.exists():
+        print(f"generate.py: {EXPECTED.relative_to(ROOT)} is missing: run {REGENERATE} first", file=sys.stderr)
+        return 2
 
     with tempfile.TemporaryDirectory() as tmp:
         # Collecting the suite (a second interpreter importing torch) overlaps with timm's work.
         out = Path(tmp) / "clauses.json"
         collection = spec.start_clause_collection(out)
-        if args.update_clauses:
-            expected_text, versions = EXPECTED.read_text(), ""
-        else:
-            fresh, versions = generate()
-            expected_text = to_toml(fresh, versions)
         try:
+            if args.update_clauses:
+                expected_text, versions = EXPECTED.read_text(), ""
+            else:
+                fresh, versions = generate()
+                expected_text = to_toml(fresh, versions)
+                if not args.check:
+                    EXPECTED.write_text(expected_text)
+                    print(f"wrote {EXPECTED.relative_to(ROOT)} ({versions})")
             checked = spec.checked_by(spec.finish_clause_collection(collection, out))
         except spec.CollectionError as e:
             print(f"generate.py: {e}", file=sys.stderr)
             return 2
+        finally:
+            if collection.poll() is None:
+                collection.kill()
+                collection.wait()
 
     spec_text = render_spec(SPEC_MD.read_text(), spec.data(), tomllib.loads(expected_text), checked)
     elapsed = f"{time.perf_counter() - start:.1f} s"
@@ -370,13 +382,10 @@ def main(argv: list[str] | None = None) -> int:
         problems = check_expected(expected_text) + check_spec(spec_text)
         if problems:
             print("\n".join(problems), file=sys.stderr)
-            print(f"generate.py --check: stale ({elapsed}); regenerate with {COMMAND.split(';')[0]}", file=sys.stderr)
+            print(f"generate.py --check: stale ({elapsed}); regenerate with {REGENERATE}", file=sys.stderr)
             return 1
         print(f"generate.py --check: spec/expected.toml and spec/SPEC.md are up to date ({versions}; {elapsed})")
         return 0
-    if not args.update_clauses:
-        EXPECTED.write_text(expected_text)
-        print(f"wrote {EXPECTED.relative_to(ROOT)} ({versions})")
     SPEC_MD.write_text(spec_text)
     print(f"wrote {SPEC_MD.relative_to(ROOT)} (Checked-by lines of {len(spec.clauses())} clauses; tables) in {elapsed}")
     return 0

@@ -199,11 +199,14 @@ def start_clause_collection(out: Path, paths: tuple[str, ...] = ("tests",)) -> s
     ``{"exit": code, "items": {nodeid: [clause, ...]}}`` to ``out``; see ``clause_map``."""
     env = {k: v for k, v in os.environ.items() if k not in ("EFFNET_IMPL", "PYTEST_ADDOPTS")}
     args = [sys.executable, "-c", _COLLECT, str(out), "--collect-only", "-q", "-p", "no:cacheprovider", *paths]
-    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # pytest's output goes to a file, not a pipe: a full pipe would stall the collection until read.
+    with open(out.with_suffix(".log"), "w") as log:
+        return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
 
 
 def finish_clause_collection(process: subprocess.Popen[str], out: Path) -> dict[str, list[str]]:
-    output, _ = process.communicate()
+    process.wait()
+    output = out.with_suffix(".log").read_text()
     result = json.loads(out.read_text()) if out.exists() else {"exit": process.returncode, "items": {}}
     if process.returncode != 0 or result["exit"] != 0:
         raise CollectionError(f"collecting the suite failed (pytest exit {result['exit']}):\n{output[-4000:]}")

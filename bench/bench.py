@@ -148,13 +148,14 @@ def measure(
     variant: str, task: str, fmt: str, compiled: bool, models: dict[str, nn.Module], args: argparse.Namespace
 ) -> Row:
     batch, _ = TASKS[task]
-    row = Row(variant, task, batch, fmt, "compile" if compiled else "eager")
+    row = Row(variant, task, batch, fmt, f"compile ({args.compile_backend})" if compiled else "eager")
     fns: dict[str, Callable[[], Any]] = {}
+    if compiled:
+        torch._dynamo.reset()  # one cache entry per forward code object: never the recompile limit
     for impl, model in models.items():
         fn = workload(model, task, RESOLUTION[variant], fmt)
         if compiled:
-            torch._dynamo.reset()  # one cache entry per forward code object, never the recompile limit
-            model_fn = torch.compile(model)
+            model_fn = torch.compile(model, backend=args.compile_backend)
             fn = workload(model_fn, task, RESOLUTION[variant], fmt)  # type: ignore[arg-type]
             start = time.perf_counter()
             try:
@@ -203,6 +204,7 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
         "num_threads": args.threads,
         "mkldnn": torch.backends.mkldnn.is_available(),
         "timer": args.timer,
+        "compile_backend": args.compile_backend if args.compile else None,
         "rounds": args.rounds,
         "min_run_time_s": args.min_run_time,
     }
@@ -228,9 +230,9 @@ def markdown(rows: list[Row], env: dict[str, Any], load: dict[str, Any], impls: 
         "# effnet benchmark",
         "",
         f"CPU, {env['num_threads']} threads (torch.set_num_threads), torch {env['torch']}, timm {env['timm']}, "
-        f"torchvision {env['torchvision']}; {env['timer']} time; {env['rounds']} interleaved rounds of blocked_autorange "
-        f"(min_run_time {env['min_run_time_s']} s); load average before {load['before']}, after {load['after']}; "
-        f"{load['wall_s']:.0f} s in all.",
+        f"torchvision {env['torchvision']}; {env['timer']} time; {env['rounds']} interleaved rounds of "
+        f"blocked_autorange (min_run_time {env['min_run_time_s']} s); load average before {load['before']}, "
+        f"after {load['after']}; {load['wall_s']:.0f} s in all.",
         "",
         "Times: median ± half the IQR, in ms per call (inference: one forward pass under inference_mode; "
         "training: forward, cross-entropy, backward and an SGD step).  Ratios: REF time / effnet time in "
@@ -267,6 +269,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--formats", nargs="+", choices=list(FORMATS), default=list(FORMATS))
     p.add_argument("--impls", nargs="+", choices=IMPLS, default=list(IMPLS))
     p.add_argument("--compile", action="store_true", help="also time torch.compile (inductor) for each config")
+    p.add_argument("--compile-backend", default="inductor", help="torch.compile backend (default inductor)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch.set_num_threads (default: all)")
     p.add_argument("--timer", choices=list(TIMERS), default="wall", help="wall clock or process CPU time")
     p.add_argument("--rounds", type=int, help="interleaved rounds (default 5, --quick 3)")

@@ -210,7 +210,7 @@ class StochasticDepth(nn.Module):
             return x
         keep = 1.0 - self.p
         # Same draws, in the same order, as timm's drop_path: one Bernoulli per sample.
-        mask = x.new_empty([x.shape[0]] + [1] * (x.ndim - 1)).bernoulli_(keep)
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
         return x * mask.div_(keep)
 
     def extra_repr(self) -> str:

@@ -23,11 +23,6 @@ ALL = [*NAMED, *(pytest.param(n, marks=pytest.mark.slow) for n in OPTIONAL)]
 SMALL_INPUT = (2, 3, 57, 71)
 
 
-def _native_input(name: str) -> tuple[int, int, int, int]:
-    res = spec.variant(name)["resolution"]
-    return (1, 3, res, res)
-
-
 def _shape_report(actual: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...]]) -> str:
     rows = [f"  {k}: {actual.get(k)} (timm {v})" for k, v in expected.items() if actual.get(k) != v]
     return "\n".join(rows)
@@ -46,23 +41,13 @@ def _expected_toml_shapes(name: str) -> dict[str, tuple[int, ...]] | None:
     }
 
 
-def _impl_model(impl, name: str) -> nn.Module:
-    """The variant on the meta device, or with real weights if the implementation needs them."""
-    model = reference.impl_meta(impl, name)
-    if model is None:
-        if name == "l2":
-            pytest.skip("l2 (480M parameters) is checked only on the meta device, where this implementation fails")
-        model = reference.build(reference.impl_factory(impl, name))
-    return model
-
-
 @pytest.mark.clause("ARCH-6", "ARCH-2", "ARCH-4")
 @pytest.mark.parametrize("name", ALL)
 def test_stage_shapes_at_native_resolution_match_timm(impl, name):
-    shape = _native_input(name)
+    shape = reference.native_input(name)
     ref = reference.timm_meta(name)
-    expected = reference.run_shapes(ref, reference.timm_taps(ref), shape)
-    actual = reference.impl_shapes(impl, name, shape)
+    expected = reference.run_pass(ref, reference.timm_taps(ref), shape).shapes
+    actual = reference.impl_pass(impl, name, shape, count_macs=True).shapes  # the pass test_table2 uses
     assert actual == expected, (
         f"efficientnet_{name} at {shape[-1]}x{shape[-1]}: output shapes differ from timm's:\n"
         + _shape_report(actual, expected)
@@ -78,8 +63,8 @@ def test_stage_shapes_at_native_resolution_match_timm(impl, name):
 @pytest.mark.parametrize("name", ALL)
 def test_stage_shapes_at_small_odd_resolution_match_timm(impl, name):
     ref = reference.timm_meta(name)
-    expected = reference.run_shapes(ref, reference.timm_taps(ref), SMALL_INPUT)
-    actual = reference.impl_shapes(impl, name, SMALL_INPUT)
+    expected = reference.run_pass(ref, reference.timm_taps(ref), SMALL_INPUT).shapes
+    actual = reference.impl_pass(impl, name, SMALL_INPUT).shapes
     assert actual == expected, (
         f"efficientnet_{name} on input {SMALL_INPUT}: output shapes differ from timm's:\n"
         + _shape_report(actual, expected)
@@ -99,7 +84,7 @@ def _first_kind_mismatch(model: nn.Module, ref: nn.Module) -> str | None:
 @pytest.mark.clause("API-4", "ARCH-5")
 @pytest.mark.parametrize("name", ALL)
 def test_parameter_and_buffer_shapes_match_timm_in_order(impl, name):
-    model, ref = _impl_model(impl, name), reference.timm_meta(name)
+    model, ref = reference.impl_shapes_only(impl, name), reference.timm_meta(name)
     problem = torchutil.first_shape_mismatch(model, ref)
     assert problem is None, f"efficientnet_{name} state_dict differs from timm's at {problem}"
     problem = _first_kind_mismatch(model, ref)
@@ -112,7 +97,7 @@ def test_parameter_and_buffer_shapes_match_timm_in_order(impl, name):
 @pytest.mark.clause("ARCH-5")
 @pytest.mark.parametrize("name", ALL)
 def test_parameter_count_matches_timm(impl, name):
-    model, ref = _impl_model(impl, name), reference.timm_meta(name)
+    model, ref = reference.impl_shapes_only(impl, name), reference.timm_meta(name)
     count = sum(p.numel() for p in model.parameters())
     expected = sum(p.numel() for p in ref.parameters())
     assert count == expected, f"efficientnet_{name} has {count:,} parameters, timm's has {expected:,}"

@@ -158,20 +158,36 @@ def reference_mbconv(x: Tensor, p: MBConvTensors, cfg: BlockConfig) -> Tensor:
 @given(args=strategies.conv_block_args())
 def test_conv_block_is_conv_then_batchnorm_then_silu(impl, args):
     block = impl.conv_block(
-        args.in_channels, args.out_channels, args.kernel_size, args.stride, args.padding, args.groups,
-        args.bias, args.bn, args.act,
+        args.in_channels,
+        args.out_channels,
+        args.kernel_size,
+        args.stride,
+        args.padding,
+        args.groups,
+        args.bias,
+        args.bn,
+        args.act,
     )
-    assert isinstance(block, nn.Sequential) and len(block) == 3, f"conv_block{args} is not a 3-layer nn.Sequential"
+    assert isinstance(block, nn.Sequential), f"conv_block{args} is a {type(block).__name__}, not an nn.Sequential"
+    assert len(block) == 3, f"conv_block{args} has {len(block)} layers, not 3"
     conv, norm, act = block
     assert isinstance(conv, nn.Conv2d), f"conv_block{args}[0] is {type(conv).__name__}, not Conv2d"
-    got = (conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.groups,
-           conv.bias is not None)
+    got = (
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.groups,
+        conv.bias is not None,
+    )
     k, s, p = args.kernel_size, args.stride, args.padding
     want = (args.in_channels, args.out_channels, (k, k), (s, s), (p, p), args.groups, args.bias)
     assert got == want, f"conv_block{args}: Conv2d(in, out, kernel, stride, padding, groups, bias) = {got}, want {want}"
     if args.bn:
-        assert isinstance(norm, nn.BatchNorm2d) and norm.num_features == args.out_channels, (
-            f"conv_block{args}[1] is {norm}, want BatchNorm2d({args.out_channels})"
+        assert isinstance(norm, nn.BatchNorm2d), f"conv_block{args}[1] is {norm}, want BatchNorm2d"
+        assert norm.num_features == args.out_channels, (
+            f"conv_block{args}[1] is {norm}, want {args.out_channels} features"
         )
     else:
         assert isinstance(norm, nn.Identity), f"conv_block{args}[1] is {norm}, want Identity (bn=False)"
@@ -248,7 +264,9 @@ def test_residual_exactly_when_stride_one_and_channels_kept(impl, device, cfg, h
     if cfg.residual:
         assert torch.equal(out, x), f"MBConv{cfg}: stride 1 and n_in == n_out, but the input is not added"
     else:
-        assert not out.any(), f"MBConv{cfg}: stride {cfg.stride}, {cfg.n_in} -> {cfg.n_out} channels: something is added"
+        assert not out.any(), (
+            f"MBConv{cfg}: stride {cfg.stride}, {cfg.n_in} -> {cfg.n_out} channels, but a residual is added"
+        )
 
 
 # --- SE-1, SE-2: SEBlock on its own -----------------------------------------------------------
@@ -301,9 +319,9 @@ def test_se_gate_is_strictly_between_zero_and_one(impl, device, c, r):
     x = torch.rand(4, c, 3, 3, generator=generator) + 1.0
     with torch.no_grad():
         gate = se(x.to(device)).cpu() / x
-    assert gate.min() > 0 and gate.max() < 1, (
-        f"SEBlock({c}, r={r}): gate values in [{gate.min():.4g}, {gate.max():.4g}], not within (0, 1)"
-    )
+    where = f"SEBlock({c}, r={r}): gate values in [{gate.min():.4g}, {gate.max():.4g}], not within (0, 1)"
+    assert gate.min() > 0, where
+    assert gate.max() < 1, where
 
 
 @pytest.mark.clause("SE-2")

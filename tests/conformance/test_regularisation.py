@@ -309,7 +309,8 @@ def test_efficientnet_has_the_default_classifier_dropout(impl, device):
 
 @pytest.mark.clause("REG-3")
 @pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=[pytest.mark.slow] if spec.variant(n).get("optional") else []) for n in spec.variants()]
+    "name",
+    [pytest.param(n, marks=[pytest.mark.slow] if spec.variant(n).get("optional") else []) for n in spec.variants()],
 )
 def test_named_variant_has_its_classifier_dropout(impl, device, name):
     factory = getattr(impl, f"efficientnet_{name}", None)

@@ -11,30 +11,16 @@ so it runs on the meta device; an implementation that cannot be built there is r
 from __future__ import annotations
 
 import pytest
-import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from tests.support import reference, spec
 
 NAMED = spec.variants(include_optional=False)  # Table 2 has B0-B7
 
 
-def _model(impl, name: str) -> torch.nn.Module:
-    return reference.impl_meta(impl, name) or reference.build(reference.impl_factory(impl, name))
-
-
-def _macs(model: torch.nn.Module, resolution: int) -> float:
-    device = next(model.parameters()).device
-    x = torch.empty(1, 3, resolution, resolution, device=device)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(x)
-    return counter.get_total_flops() / 2
-
-
 @pytest.mark.clause("TABLE2-1")
 @pytest.mark.parametrize("name", NAMED)
 def test_parameter_count_rounds_to_table2(impl, name):
-    count = sum(p.numel() for p in _model(impl, name).parameters())
+    count = sum(p.numel() for p in reference.impl_shapes_only(impl, name).parameters())
     low, high = spec.table2_params_interval(name)
     published = spec.data()["table2"][name]["params"]
     assert low <= count < high, (
@@ -47,7 +33,7 @@ def test_parameter_count_rounds_to_table2(impl, name):
 @pytest.mark.parametrize("name", NAMED)
 def test_macs_at_native_resolution_within_10_percent_of_table2(impl, name):
     resolution = spec.variant(name)["resolution"]
-    macs = _macs(_model(impl, name), resolution)
+    macs = reference.impl_pass(impl, name, reference.native_input(name), count_macs=True).macs
     published = spec.data()["table2"][name]["flops"]
     ratio = macs / spec.published(published)[0]
     low, high = spec.table2_macs_interval(name)

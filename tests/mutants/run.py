@@ -8,31 +8,37 @@ A surviving mutant is a hole in the suite; a rejected variation is a false posit
     python tests/mutants/run.py                 # everything, two at a time (nox -s mutants)
     python tests/mutants/run.py -k se- -k drop  # forks whose name contains "se-" or "drop"
     python tests/mutants/run.py --check         # only check that every patch still applies
-    python tests/mutants/run.py -- -p no:randomly  # extra pytest arguments after --
+    python tests/mutants/run.py -- --maxfail 3  # extra pytest arguments after --
 
-Each run is `pytest tests/conformance --impl FORK -x -q -p no:cacheprovider -m "not slow"
---report ...` with EFFNET_HYPOTHESIS_PROFILE=ci (derandomized, so a verdict is reproducible).
-The table (mutant, verdict, the clause(s) of the first failing test, the test, time) is printed
-and written to reports/mutants.md and reports/mutants.json.  Exit status 0 only when every
-mutant is rejected and every variation accepted; 2 when the corpus no longer applies.
+Each fork is `pytest tests/conformance --impl FORK -x -q -p no:cacheprovider -m "not slow" --report
+...` with EFFNET_HYPOTHESIS_PROFILE=ci (derandomized, so that a verdict is reproducible) and one
+torch thread per run.  The variations run first and record each test's duration; the mutants then
+run the cheapest tests first, so that a mutant is rejected by the cheapest test that catches it.
+The runs are forked from a server process that has imported torch, timm and torchvision once
+(--no-preload: plain subprocesses).  The table (fork, verdict, the clause(s) of the first failing
+test, the test, time) is printed and written to reports/mutants.md and reports/mutants.json.
+Exit status 0 only when every mutant is rejected and every variation accepted; 2 when the corpus
+no longer applies to effnet/model.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import re
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -40,6 +46,7 @@ from tests.mutants import corpus
 
 ROOT = corpus.ROOT
 PYTEST_ARGS = ["tests/conformance", "-x", "-q", "-p", "no:cacheprovider", "-m", "not slow"]
+PRELOAD = ["torch", "timm", "torchvision", "hypothesis", "numpy", "pytest", "xdist"]
 _LOAD_CLAUSE = re.compile(r"\(clause ([A-Z][A-Z0-9]*-\d+)\)")
 
 
@@ -50,10 +57,11 @@ class Result:
     description: str
     expected: list[str]
     outcome: str  # "rejected" | "accepted" | "error" | "timeout"
-    ok: bool  # mutant rejected, or variation accepted
+    ok: bool  # a mutant rejected, a variation accepted
     caught_by: list[str]  # the clause(s) of the first failing test (or of the load error)
     test: str  # the first failing test, or the load error
     seconds: float
+    cpu_seconds: float | None  # the run's own CPU time (with --no-preload: unknown)
     returncode: int | None
     tail: str = ""  # the end of pytest's output when something went wrong
 
@@ -66,60 +74,118 @@ class Result:
         return "accepted" if self.ok else "FALSE POSITIVE"
 
 
-def run_one(
-    fork: corpus.Fork, path: Path, report: Path, extra: list[str], timeout: float, env: dict[str, str]
-) -> Result:
-    cmd = [sys.executable, "-m", "pytest", *PYTEST_ARGS, "--impl", str(path), "--report", str(report), *extra]
-    start = time.perf_counter()
+@dataclass
+class Job:
+    fork: corpus.Fork
+    path: Path  # the fork's module
+    report: Path  # --report base path
+    log: Path  # pytest's output
+    env: dict[str, str]
+
+
+def _pytest_child(args: list[str], log: str, env: dict[str, str]) -> None:
+    """In a process forked from the server: run pytest with its output in ``log``."""
+    os.environ.update(env)
+    os.chdir(ROOT)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    import pytest
+
     try:
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return Result(
-            fork.kind,
-            fork.name,
-            fork.description,
-            list(fork.clauses),
-            "timeout",
-            False,
-            [],
-            "",
-            time.perf_counter() - start,
-            None,
-            f"no verdict within {timeout:.0f} s",
-        )
+        code = int(pytest.main(args))
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 3
+    sys.stdout.flush()
+    sys.stderr.flush()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    Path(log).with_suffix(".cpu").write_text(f"{usage.ru_utime + usage.ru_stime:.2f}")
+    os._exit(code)
+
+
+def run_one(job: Job, extra: list[str], timeout: float, preload: multiprocessing.context.BaseContext | None) -> Result:
+    args = [*PYTEST_ARGS, "-p", "tests.mutants.order", "--impl", str(job.path), "--report", str(job.report), *extra]
+    start = time.perf_counter()
+    if preload is not None:
+        process = preload.Process(target=_pytest_child, args=(args, str(job.log), job.env))
+        process.start()
+        process.join(timeout)
+        if process.is_alive():
+            process.kill()
+            process.join()
+            returncode = None
+        else:
+            returncode = process.exitcode
+    else:
+        with open(job.log, "w") as log:
+            try:
+                returncode = subprocess.run(
+                    [sys.executable, "-m", "pytest", *args],
+                    cwd=ROOT,
+                    env={**os.environ, **job.env},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    timeout=timeout,
+                    check=False,
+                ).returncode
+            except subprocess.TimeoutExpired:
+                returncode = None
     seconds = time.perf_counter() - start
-    output = proc.stdout + proc.stderr
-    caught, test = _first_failure(report, output, proc.returncode)
-    if proc.returncode == 0:
+    recorded, shared = job.env.get("EFFNET_DURATIONS_OUT"), job.path.parent / "durations.json"
+    if returncode == 0 and recorded and Path(recorded).exists() and not shared.exists():
+        shutil.copy(recorded, shared.with_suffix(".tmp"))
+        os.replace(shared.with_suffix(".tmp"), shared)  # the mutants' test order, from the first variation done
+    output = job.log.read_text(errors="replace") if job.log.exists() else ""
+    cpu_file = job.log.with_suffix(".cpu")
+    cpu = float(cpu_file.read_text()) if cpu_file.exists() else None
+    fork = job.fork
+    common = {"kind": fork.kind, "name": fork.name, "description": fork.description, "expected": list(fork.clauses)}
+    if returncode is None:
+        return Result(
+            **common,
+            outcome="timeout",
+            ok=False,
+            caught_by=[],
+            test="",
+            seconds=seconds,
+            cpu_seconds=cpu,
+            returncode=None,
+            tail=f"no verdict within {timeout:.0f} s",
+        )
+    caught, test = _first_failure(job.report, output, returncode, job.path)
+    if returncode == 0:
         outcome = "accepted"
-    elif proc.returncode == 1 or (proc.returncode == 4 and "EfficientNet API" in output):
+    elif returncode == 1 or (returncode == 4 and "EfficientNet API" in output):
         outcome = "rejected"
     else:
         outcome = "error"  # a crash, a collection error, a fork that failed to import: not a verdict
     ok = outcome == ("rejected" if fork.kind == "mutant" else "accepted")
-    tail = "" if ok else "\n".join(output.strip().splitlines()[-25:])
+    tail = "" if ok else "\n".join(output.strip().splitlines()[-30:])
     return Result(
-        fork.kind,
-        fork.name,
-        fork.description,
-        list(fork.clauses),
-        outcome,
-        ok,
-        caught,
-        test,
-        seconds,
-        proc.returncode,
-        tail,
+        **common,
+        outcome=outcome,
+        ok=ok,
+        caught_by=caught,
+        test=test,
+        seconds=seconds,
+        cpu_seconds=cpu,
+        returncode=returncode,
+        tail=tail,
     )
 
 
-def _first_failure(report: Path, output: str, returncode: int) -> tuple[list[str], str]:
+def _first_failure(report: Path, output: str, returncode: int, path: Path) -> tuple[list[str], str]:
     """The failing clauses and test from the --report JSON (with -x there is one failing test),
     or the clause named by a load-time error."""
     if returncode == 4:
         lines = output.strip().splitlines()
         start = next((i for i, line in enumerate(lines) if line.startswith("ERROR:")), 0)
-        message = " ".join(line.strip() for line in lines[start:] if line.strip())
+        message = " ".join(line.strip() for line in lines[start:] if line.strip()).replace(str(path), path.name)
         return sorted(set(_LOAD_CLAUSE.findall(output))), f"refused at load: {message[:300]}"
     json_path = report.with_suffix(".json")
     if not json_path.exists():
@@ -133,55 +199,49 @@ def _first_failure(report: Path, output: str, returncode: int) -> tuple[list[str
 def main(argv: list[str] | None = None) -> int:
     args, extra = _parse(argv)
     try:
-        forks = corpus.load()
-        texts = corpus.check_all(forks)
+        all_forks = corpus.load()
+        texts = corpus.check_all(all_forks)
     except corpus.CorpusError as e:
         print(f"the mutant corpus does not apply to effnet/model.py:\n{e}", file=sys.stderr)
         return 2
-    forks = [f for f in forks if _selected(f, args)]
+    forks = [f for f in all_forks if _selected(f, args)]
     if args.check or args.list:
-        for f in forks:
-            if args.list:
-                print(f"{f.kind:<9} {f.name:<34} {','.join(f.clauses):<18} {f.description}")
+        for f in forks if args.list else []:
+            print(f"{f.kind:<9} {f.name:<32} {','.join(f.clauses):<18} {f.description}")
         kinds = [f.kind for f in forks]
         print(f"{kinds.count('mutant')} mutants and {kinds.count('variation')} variations apply to effnet/model.py")
         return 0
 
-    env = {**os.environ, "EFFNET_HYPOTHESIS_PROFILE": args.profile, "PYTHONDONTWRITEBYTECODE": "1"}
-    # Two pytest processes on two cores: one intra-op thread each, or they fight over the cores.
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.jobs)))
-    # Variations run the whole suite: start them first so that the slowest finish in parallel.
-    forks.sort(key=lambda f: f.kind != "variation")
     workdir = Path(tempfile.mkdtemp(prefix="effnet-mutants-"))
-    print(f"{len(forks)} forks, {args.jobs} at a time, in {workdir}; pytest {' '.join(PYTEST_ARGS)} {' '.join(extra)}")
+    # One intra-op thread per run: two runs on two cores would otherwise fight over them.  Set
+    # before the server process imports torch.
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.jobs)))
+    preload = None
+    if not args.no_preload:
+        preload = multiprocessing.get_context("forkserver")
+        preload.set_forkserver_preload(PRELOAD)
+    jobs = [_job(f, texts[f.name], workdir, args.profile) for f in forks]
+    # Variations first: they run every test, and they record the durations the mutants sort by.
+    jobs.sort(key=lambda j: j.fork.kind != "variation")
+    print(
+        f"{len(jobs)} forks, {args.jobs} at a time, in {workdir}: pytest {' '.join(PYTEST_ARGS)} {' '.join(extra)}",
+        flush=True,
+    )
     start = time.perf_counter()
     results: list[Result] = []
-    lock = threading.Lock()
     try:
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            futures = {
-                pool.submit(
-                    run_one,
-                    f,
-                    corpus.write(f, texts[f.name], workdir),
-                    workdir / f"{f.module_name}-report",
-                    extra,
-                    args.timeout,
-                    env,
-                ): f
-                for f in forks
-            }
+            futures = [pool.submit(run_one, j, extra, args.timeout, preload) for j in jobs]
             for n, future in enumerate(as_completed(futures), 1):
                 r = future.result()
-                with lock:
-                    results.append(r)
-                    by = f" by {', '.join(r.caught_by)}" if r.caught_by else ""
-                    print(f"[{n:>2}/{len(forks)}] {r.kind} {r.name}: {r.verdict}{by} in {r.seconds:.1f} s", flush=True)
+                results.append(r)
+                by = f" by {', '.join(r.caught_by)}" if r.caught_by else ""
+                print(f"[{n:>2}/{len(jobs)}] {r.kind} {r.name}: {r.verdict}{by} in {r.seconds:.1f} s", flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     total = time.perf_counter() - start
-    order = {f.name: i for i, f in enumerate(corpus.load())}
+    order = {f.name: i for i, f in enumerate(all_forks)}
     results.sort(key=lambda r: order[r.name])
     table = markdown(results, total, args)
     print("\n" + table)
@@ -192,9 +252,24 @@ def main(argv: list[str] | None = None) -> int:
     bad = [r for r in results if not r.ok]
     print(
         f"\n{len(results) - len(bad)}/{len(results)} as required in {total:.0f} s; "
-        f"reports in {args.out}/mutants.md and .json"
+        f"written to {Path(args.out) / 'mutants.md'} and mutants.json"
     )
     return 1 if bad else 0
+
+
+def _job(fork: corpus.Fork, text: str, workdir: Path, profile: str) -> Job:
+    env = {"EFFNET_HYPOTHESIS_PROFILE": profile, "PYTHONDONTWRITEBYTECODE": "1"}
+    if fork.kind == "variation":
+        env["EFFNET_DURATIONS_OUT"] = str(workdir / f"durations-{fork.module_name}.json")
+    else:
+        env["EFFNET_DURATIONS_IN"] = str(workdir / "durations.json")
+    return Job(
+        fork,
+        corpus.write(fork, text, workdir),
+        workdir / f"{fork.module_name}-report",
+        workdir / f"{fork.module_name}.log",
+        env,
+    )
 
 
 def _selected(fork: corpus.Fork, args: argparse.Namespace) -> bool:
@@ -205,22 +280,24 @@ def _selected(fork: corpus.Fork, args: argparse.Namespace) -> bool:
 
 def markdown(results: list[Result], total: float, args: argparse.Namespace) -> str:
     lines = [
-        "| Kind | Fork | Violates | Verdict | Caught by | First failing test | Time (s) |",
-        "|---|---|---|---|---|---|---|",
+        "| Kind | Fork | Violates | Verdict | Caught by | First failing test | Time (s) | CPU (s) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         test = r.test.replace("|", "\\|")[:160]
         lines.append(
             f"| {r.kind} | `{r.name}` | {', '.join(r.expected)} | {r.verdict} | {', '.join(r.caught_by)} "
-            f"| {test} | {r.seconds:.1f} |"
+            f"| {test} | {r.seconds:.1f} | {'' if r.cpu_seconds is None else f'{r.cpu_seconds:.1f}'} |"
         )
     mutants = [r for r in results if r.kind == "mutant"]
     variations = [r for r in results if r.kind == "variation"]
+    cpu = sum(r.cpu_seconds or 0 for r in results)
     lines += [
         "",
         f"Mutants rejected: {sum(r.ok for r in mutants)}/{len(mutants)}; "
         f"variations accepted: {sum(r.ok for r in variations)}/{len(variations)}; "
-        f"total {total:.0f} s with {args.jobs} at a time (profile {args.profile}).",
+        f"{total:.0f} s in all, {args.jobs} at a time, {cpu:.0f} s of CPU in the runs (hypothesis profile "
+        f"{args.profile}).",
     ]
     return "\n".join(lines)
 
@@ -233,10 +310,11 @@ def write(results: list[Result], table: str, total: float, args: argparse.Namesp
     header = (
         "# Mutant corpus results\n\n"
         "Generated by `python tests/mutants/run.py` (`nox -s mutants`): each fork of tests/mutants/corpus.toml "
-        f"against `pytest {' '.join(PYTEST_ARGS)}`; torch {torch.__version__}, Python {platform.python_version()}.\n\n"
+        f"against `pytest {' '.join(PYTEST_ARGS)}`; torch {torch.__version__}, Python {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs.\n\n"
     )
     (out / "mutants.md").write_text(header + table + "\n")
-    payload = {
+    payload: dict[str, Any] = {
         "command": ["pytest", *PYTEST_ARGS, *extra],
         "hypothesis_profile": args.profile,
         "jobs": args.jobs,
@@ -253,10 +331,10 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     if "--" in argv:
         i = argv.index("--")
         argv, extra = argv[:i], argv[i + 1 :]
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("-k", action="append", default=[], metavar="SUBSTRING", help="only forks whose name contains it")
     p.add_argument("--only", choices=("mutant", "variation"), help="only mutants or only variations")
-    p.add_argument("--jobs", "-j", type=int, default=2, help="pytest processes at a time (default 2)")
+    p.add_argument("--jobs", "-j", type=int, default=2, help="pytest runs at a time (default 2)")
     p.add_argument("--timeout", type=float, default=600, help="seconds per fork before it counts as TIMEOUT")
     p.add_argument(
         "--profile",
@@ -266,7 +344,8 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--out", default=str(ROOT / "reports"), help="where mutants.md and mutants.json go")
     p.add_argument("--check", action="store_true", help="only check that every patch applies")
     p.add_argument("--list", action="store_true", help="list the corpus")
-    p.add_argument("--keep", action="store_true", help="keep the forks' files and reports")
+    p.add_argument("--keep", action="store_true", help="keep the forks, their output and reports")
+    p.add_argument("--no-preload", action="store_true", help="plain subprocesses instead of a preloaded server")
     return p.parse_args(argv), extra
 
 

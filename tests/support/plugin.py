@@ -253,7 +253,7 @@ class ExpectedFailures:
                 results = session.config.stash[REPORT_KEY].results
                 for c in sorted(self.clauses[key]) if _CLAUSE_ID.match(e.id) is None else [e.id]:
                     results[c].xpassed += 1
-                    results[c].first_failure = results[c].first_failure or message
+                    results[c].note_failure((0, e.id), message)  # before any other failure: it is the news
         if self.stale:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 

@@ -3,13 +3,14 @@ variants, built under a fixed seed, plus hooks that read the same intermediate o
 ("stem", "stage i", "stage i block j", "head conv", "logits") from any of them.
 
 Models on the meta device have shapes but no data: building and running them costs no memory
-and almost no time, so shape, parameter and MAC checks run there even for B7 at 600 px.  Those
-are cached per worker; models with real weights are built by the test that needs them (each is
+and little time (about a second for B7, mostly BatchNorm's shape logic), so shape, parameter and
+MAC checks run there, even for B7 at 600 px.  Those are cached per worker; models with real weights are built by the test that needs them (each is
 used once and some are modified: BN calibration, a training step).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -18,6 +19,7 @@ from types import ModuleType
 import pytest
 import torch
 from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from tests.support import spec, torchutil
 
@@ -57,24 +59,48 @@ def impl_meta(impl: ModuleType, name: str) -> nn.Module | None:
         return None
 
 
-def run_shapes(model: nn.Module, taps: Taps, shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
-    """Output shape of every tap for an input of ``shape``, on the model's device."""
+def impl_shapes_only(impl: ModuleType, name: str) -> nn.Module:
+    """The variant for looking at shapes and counts: on the meta device (cached) if the
+    implementation builds there, else with real weights (not for l2: about 2 GB)."""
+    model = impl_meta(impl, name)
+    if model is None:
+        if name == "l2":
+            pytest.skip("l2 (480M parameters) is checked only on the meta device, where this implementation fails")
+        model = build(impl_factory(impl, name))
+    return model
+
+
+@dataclass(frozen=True)
+class Pass:
+    """What one forward pass of a model showed without looking at values."""
+
+    shapes: dict[str, tuple[int, ...]]  # output shape of each tap
+    macs: float  # multiply-accumulates: torch.utils.flop_counter's total, halved (TABLE2-2); NaN if not counted
+
+
+def run_pass(model: nn.Module, taps: Taps, shape: tuple[int, ...], count_macs: bool = False) -> Pass:
+    """Tap shapes (and MACs, which slow the pass down) for an input of ``shape``, on the model's device."""
     device = next(model.parameters()).device
     x = torch.empty(shape, device=device) if device == META else torch.randn(shape, device=device)
-    return {k: tuple(v.shape) for k, v in record(model, taps, x).items()}
+    if not count_macs:
+        return Pass({k: tuple(v.shape) for k, v in record(model, taps, x).items()}, math.nan)
+    with FlopCounterMode(display=False) as counter:
+        outputs = record(model, taps, x)
+    return Pass({k: tuple(v.shape) for k, v in outputs.items()}, counter.get_total_flops() / 2)
 
 
-def impl_shapes(impl: ModuleType, name: str, shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
-    """Tap shapes of the implementation's variant: on the meta device when the implementation
-    builds and runs there, else with real weights (slow for large variants and inputs)."""
+@cache
+def impl_pass(impl: ModuleType, name: str, shape: tuple[int, ...], count_macs: bool = False) -> Pass:
+    """Tap shapes (and MACs) of the implementation's variant (cached): on the meta device when the
+    implementation builds and runs there, else with real weights (slow for large variants and inputs)."""
     model = impl_meta(impl, name)
     if model is not None:
         try:
-            return run_shapes(model, impl_taps(model), shape)
+            return run_pass(model, impl_taps(model), shape, count_macs)
         except Exception:  # a forward that needs data (the real run below shows a genuine error)
             pass
     model = build(impl_factory(impl, name))
-    return run_shapes(model, impl_taps(model), shape)
+    return run_pass(model, impl_taps(model), shape, count_macs)
 
 
 # --- The references -------------------------------------------------------------------------
@@ -313,6 +339,13 @@ def _segment_outputs(model: nn.Module, x: Tensor, expected: dict[str, Tensor]) -
     taps = impl_taps(model, per_block=True)
     outputs, previous = {}, x
     for key, module in taps.items():
-        outputs[key] = model.head(model.pool_flatten(previous)) if key == "logits" else module(previous)
+        given = previous.clone()  # the segment may work in place on its input
+        outputs[key] = model.head(model.pool_flatten(given)) if key == "logits" else module(given)
         previous = expected[key]
     return outputs
+
+
+def native_input(name: str) -> tuple[int, int, int, int]:
+    """The input shape of one image at the variant's native resolution."""
+    resolution = spec.variant(name)["resolution"]
+    return (1, 3, resolution, resolution)

@@ -69,9 +69,7 @@ class BlockConfig:
         return self.stride == 1 and self.n_in == self.n_out
 
     def build(self, impl):  # type: ignore[no-untyped-def]
-        return impl.MBConv(
-            self.n_in, self.n_out, self.expansion, self.kernel_size, self.stride, self.r, self.dropout
-        )
+        return impl.MBConv(self.n_in, self.n_out, self.expansion, self.kernel_size, self.stride, self.r, self.dropout)
 
 
 @st.composite

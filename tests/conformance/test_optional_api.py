@@ -1,0 +1,104 @@
+"""Optional parts of the API (spec section 1: API-5, API-6, API-7).
+
+Each test skips, naming its clause, when the implementation lacks the feature; when it has the
+feature, the feature must do what the clause says.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.support import reference, spec, torchutil
+from tests.support.impl import require_optional
+
+OPTIONAL_VARIANTS = [n for n in spec.variants() if spec.variant(n).get("optional", False)]  # b8, l2
+
+
+@pytest.mark.clause("API-5")
+@pytest.mark.parametrize("name", OPTIONAL_VARIANTS)
+def test_larger_variant_has_the_specified_architecture(impl, name):
+    require_optional(impl, f"efficientnet_{name}")
+    model = reference.impl_shapes_only(impl, name)  # meta device: L2's 480M parameters cost nothing
+    row = spec.expected()["variants"][name]
+    count = sum(p.numel() for p in model.parameters())
+    assert count == row["params"], f"efficientnet_{name} has {count:,} parameters; the spec says {row['params']:,}"
+    assert spec.fingerprint(model) == row["fingerprint"], (
+        f"efficientnet_{name}: parameter/buffer shapes differ from spec/expected.toml (fingerprint)"
+    )
+
+
+@pytest.mark.clause("API-6")
+def test_forward_stages_returns_the_seven_stage_outputs(impl, device):
+    require_optional(impl, "EfficientNet.forward_stages")
+    torch.manual_seed(0)
+    model = impl.EfficientNet(0.25, 0.34, n_classes=7).to(device).eval()
+    x = torch.randn(2, 3, 45, 38, device=device)
+    seen = reference.record(model, reference.impl_taps(model), x)
+    with torch.no_grad():
+        outputs = model.forward_stages(x)
+    assert len(outputs) == 7, f"forward_stages returned {len(outputs)} tensors, not 7"
+    for i, out in enumerate(outputs):
+        expected = seen[f"stage {i}"]
+        assert out.shape == expected.shape, f"stage {i}: shape {tuple(out.shape)}, forward had {tuple(expected.shape)}"
+        assert torch.equal(out, expected), f"stage {i}: forward_stages differs from the stage's output in forward"
+
+
+def _build(impl, factory: str, **kwargs: float) -> torch.nn.Module:
+    args = (10,) if factory.startswith("efficientnet_b") else (0.25, 0.34, 10)
+    return getattr(impl, factory)(*args, **kwargs)
+
+
+def _head(model: torch.nn.Module, factory: str) -> torch.nn.Module:
+    return model[-1] if factory == "EfficientNetSequential" else model.head
+
+
+FACTORIES = ["EfficientNet", "EfficientNetSequential", "efficientnet_b0"]
+
+
+@pytest.mark.clause("API-7", "REG-3")
+@pytest.mark.parametrize("factory", FACTORIES)
+def test_drop_rate_keyword_sets_the_classifier_dropout(impl, factory):
+    require_optional(impl, f"{factory}(drop_rate)")
+    torch.manual_seed(0)
+    for rate in (0.0, 0.5):
+        head = _head(_build(impl, factory, drop_rate=rate), factory)
+        width = next(m for m in head.modules() if isinstance(m, torch.nn.Linear)).in_features
+        features = torch.randn(1, width).expand(4000, width)
+        with torch.no_grad():
+            expected = head.eval()(features[:1]).expand(4000, -1)
+            out = head.train()(features)
+        if rate == 0.0:
+            assert torchutil.rel_err(out, expected) < 1e-6, f"{factory}(drop_rate=0) still drops features in training"
+        else:
+            assert not torch.equal(out[0], out[1]), f"{factory}(drop_rate=0.5): training-mode head is deterministic"
+            # Survivors are rescaled, so the mean over many draws is the eval output (sd of this
+            # estimate is about 0.02 here; 0.1 leaves a wide margin).
+            mean_err = torchutil.rel_err(out.mean(0), expected[0])
+            assert mean_err < 0.1, f"{factory}(drop_rate=0.5): training-mode head is biased (rel err {mean_err:.3f})"
+
+
+@pytest.mark.clause("API-7", "REG-1")
+@pytest.mark.parametrize("factory", FACTORIES)
+def test_drop_path_rate_keyword_sets_stochastic_depth(impl, factory):
+    require_optional(impl, f"{factory}(drop_rate)")
+    require_optional(impl, f"{factory}(drop_path_rate)")
+    torch.manual_seed(0)
+    model = _build(impl, factory, drop_rate=0.0, drop_path_rate=0.0)
+    x = torch.randn(3, 3, 40, 40)
+    torchutil.calibrate_batchnorm(model, [torch.randn(8, 3, 40, 40)])
+    with torch.no_grad():
+        expected = model(x)
+    torchutil.everything_but_batchnorm_training(model)
+    with torch.no_grad():
+        out = model(x)
+    assert torchutil.rel_err(out, expected) < 1e-6, (
+        f"{factory}(drop_path_rate=0): training-mode output (BN fixed) differs from eval: a block still drops"
+    )
+    # The keyword is not ignored: a large rate makes training-mode outputs random.
+    noisy = _build(impl, factory, drop_rate=0.0, drop_path_rate=0.9)
+    noisy.load_state_dict(model.state_dict())
+    torchutil.everything_but_batchnorm_training(noisy)
+    with torch.no_grad():
+        a, b = noisy(x), noisy(x)
+    assert not torch.equal(a, b), f"{factory}(drop_path_rate=0.9) has no effect in training mode"

@@ -148,6 +148,11 @@ def _block_parameter_count(n_in: int, n_out: int, expansion: int, k: int, r: int
 
 
 # --- Blocks --------------------------------------------------------------------
+# torch.jit does not re-export these for type checkers; TorchScript knows them by identity.
+_is_scripting: Callable[[], bool] = torch.jit.is_scripting  # type: ignore[attr-defined]
+_is_tracing: Callable[[], bool] = torch.jit.is_tracing  # type: ignore[attr-defined]
+
+
 class SiLU(nn.SiLU):
     """``nn.SiLU`` that overwrites its input when autograd is off.
 
@@ -157,7 +162,8 @@ class SiLU(nn.SiLU):
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        return nn.functional.silu(x, inplace=not torch.is_grad_enabled())
+        # Not while tracing either: torch.jit.trace checks its graph by tracing again without grad.
+        return nn.functional.silu(x, inplace=not (torch.is_grad_enabled() or _is_tracing()))
 
 
 def conv_block(
@@ -436,11 +442,6 @@ def _efficientnet_layers(
         nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()),
         nn.Sequential(nn.Dropout(drop_rate), nn.Linear(scaled_widths[-1], n_classes)),
     ]
-
-
-# torch.jit does not re-export these for type checkers; TorchScript knows them by identity.
-_is_scripting: Callable[[], bool] = torch.jit.is_scripting  # type: ignore[attr-defined]
-_is_tracing: Callable[[], bool] = torch.jit.is_tracing  # type: ignore[attr-defined]
 
 
 @torch.fx.wrap  # a call in the traced graph: fx cannot branch on a traced shape

@@ -60,24 +60,32 @@ def rate_problem(dropped: int, m: int, p: float, where: str) -> str | None:
     return f"{where}: {dropped}/{m} = {dropped / m:.4f} dropped, want p = {p:.4f} (between {lo} and {hi})"
 
 
-def dropped_samples(out: Tensor, base: Tensor, delta: Tensor, where: str) -> Tensor:
-    """Per sample, True when ``out == base`` (dropped) and False when ``out == base + delta``
-    (kept); fails on a sample that is neither."""
-    o, b, d = (t.detach().double().cpu().flatten(1) for t in (out, base, delta))
-    scale = b.norm(dim=1) + d.norm(dim=1)
-    assert (d.norm(dim=1) >= 0.01 * scale).all(), f"{where}: test setup: some branch is too small to see"
-    dropped = (o - b).norm(dim=1) <= SAMPLE_TOL * scale
-    kept = (o - b - d).norm(dim=1) <= SAMPLE_TOL * scale
+def dropped_samples(out: Tensor, base: Tensor, branch: Tensor, p: float, where: str) -> Tensor:
+    """Per sample, True when ``out == base`` (dropped) and False when ``out == base + branch / (1 - p)``
+    (kept); fails on a sample that is neither.  The scale of a kept sample reveals the rate the
+    implementation used, so a wrong rate often shows here, before any counting."""
+    o, b, d = (t.detach().double().cpu().flatten(1) for t in (out, base, branch))
+    kept_value = d / (1 - p)
+    scale = b.norm(dim=1) + kept_value.norm(dim=1)
+    assert (kept_value.norm(dim=1) >= 0.01 * scale).all(), f"{where}: test setup: some branch is too small to see"
+    diff = o - b
+    dropped = diff.norm(dim=1) <= SAMPLE_TOL * scale
+    kept = (diff - kept_value).norm(dim=1) <= SAMPLE_TOL * scale
     bad = (~(dropped | kept)).nonzero().flatten()
-    if len(bad):
-        i = int(bad[0])
-        frac = ((o[i] - b[i]).abs() > SAMPLE_TOL * scale[i]).double().mean().item()
+    if len(bad) == 0:
+        return dropped
+    i = int(bad[0])
+    factor = ((diff[i] * d[i]).sum() / (d[i] * d[i]).sum()).item()  # least-squares scale of the branch
+    if (diff[i] - factor * d[i]).norm() <= SAMPLE_TOL * scale[i]:
         raise AssertionError(
-            f"{where}: {len(bad)} of {len(o)} samples are neither dropped as a whole nor kept and scaled by "
-            f"1 / (1 - p); e.g. sample {i}: {frac:.0%} of its values differ from the unregularised ones "
-            f"(relative distance {((o[i] - b[i] - d[i]).norm() / d[i].norm()).item():.3g} from the kept value)"
+            f"{where}: {len(bad)} of {len(o)} samples keep the whole branch but scale it by {factor:.6g} = "
+            f"1 / (1 - {1 - 1 / factor:.6g}), not by 1 / (1 - p) with p = {p:.6g} (e.g. sample {i})"
         )
-    return dropped
+    frac = ((diff[i] - kept_value[i]).abs() > SAMPLE_TOL * scale[i]).double().mean().item()
+    raise AssertionError(
+        f"{where}: {len(bad)} of {len(o)} samples are neither dropped as a whole nor kept and scaled by "
+        f"1 / (1 - p); e.g. sample {i}: {frac:.0%} of its values are neither"
+    )
 
 
 @torch.no_grad()
@@ -115,7 +123,7 @@ def test_stochastic_depth_drops_the_whole_branch_per_sample(impl, device, p, n, 
         torchutil.everything_but_batchnorm_training(block)
         torch.manual_seed(0)
         out = block(x)
-    dropped = dropped_samples(out, x, branch / (1 - p), where)
+    dropped = dropped_samples(out, x, branch, p, where)
     problem = rate_problem(int(dropped.sum()), SAMPLES_PER_BLOCK, p, where)
     assert problem is None, problem
 
@@ -218,7 +226,11 @@ def schedule_problems(model: nn.Module, device: torch.device, samples: int, what
                 problems.append(f"{where}: no residual, but the train-mode output is random")
             continue
         p = DROP_PATH_RATE * info.k / n
-        dropped = dropped_samples(out, x, (want - x) / (1 - p), where)
+        try:
+            dropped = dropped_samples(out, x, want - x, p, where)
+        except AssertionError as e:
+            problems.append(str(e))
+            continue
         problem = rate_problem(int(dropped.sum()), m, p, where)
         if problem:
             problems.append(problem)
@@ -231,11 +243,13 @@ def test_drop_rate_rises_linearly_with_the_global_block_index(impl, device):
     of them are residual) so that 20 000 samples per block are cheap; the schedule depends on the
     block positions only.
 
-    A correct implementation fails with probability below 1.2e-8 (12 residual blocks at 1e-9).
-    The tutorial's per-stage schedule 0.2 i / 7 passes with probability below 1e-12 (block 14
-    alone: 0.143 for 0.175, 11.9 standard deviations off, 1.1e-10); an off-by-one 0.2 (k + 1) / N
-    passes block 0 (p = 0: no drop allowed, 250 expected) with probability 1e-109.  A schedule
-    0.2 k / (N - 1) is too close to tell apart at this size (it passes with probability 0.87).
+    Two checks per residual block.  The scale 1 / (1 - p) of a kept branch shows the rate the
+    block uses to float precision, so a wrong schedule (the tutorial's 0.2 i / 7, 0.2 (k + 1) / N,
+    0.2 k / (N - 1)) fails on its first kept sample.  The number dropped shows the rate the block
+    draws with: a correct implementation fails with probability below 1.2e-8 (12 blocks at 1e-9);
+    counts from the tutorial's schedule would pass with probability below 1e-12 (block 14 alone:
+    0.143 for 0.175, 11.9 standard deviations off), an off-by-one 0.2 (k + 1) / N drops at block 0
+    (p = 0) about 250 samples where none are allowed.
     """
     torch.manual_seed(0)
     model = impl.EfficientNet(0.01, 1.0, 10).to(device)
@@ -247,8 +261,9 @@ def test_drop_rate_rises_linearly_with_the_global_block_index(impl, device):
 @settings(max_examples=min(10, settings().max_examples))  # about 0.5 s per example
 @given(d=strategies.schedule_depth_factors)
 def test_drop_schedule_for_any_depth_factor(impl, device, d):
-    """The schedule for N from 7 to 16 blocks, 3000 samples per residual block (acceptance
-    +-0.045 at p = 0.2: a check of the shape of the schedule, not of its last digit)."""
+    """The schedule for N from 7 to 16 blocks: the kept branches' scale checks each rate exactly,
+    the counts (3000 samples per residual block, acceptance +-0.045 at p = 0.2) that the draws
+    follow it."""
     torch.manual_seed(0)
     model = impl.EfficientNet(0.01, d, 10).to(device)
     problems = schedule_problems(model, device, 3000, f"EfficientNet(0.01, {d!r})")
@@ -283,8 +298,8 @@ def classifier_dropout_problem(model: nn.Module, device: torch.device, p: float,
             f[torch.arange(HEAD_CHUNK), j] = c
             out = model.head(model.pool_flatten(f[:, :, None, None].to(device))).cpu()
             base = bias.cpu().expand_as(out)
-            kept = weight.cpu()[:, j].T * (c / (1 - p))[:, None]
-            dropped += int(dropped_samples(out, base, kept, f"{what} classifier").sum())
+            branch = weight.cpu()[:, j].T * c[:, None]
+            dropped += int(dropped_samples(out, base, branch, p, f"{what} classifier").sum())
     return rate_problem(dropped, HEAD_SAMPLES, p, f"{what} classifier dropout")
 
 

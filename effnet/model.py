@@ -125,7 +125,7 @@ def _check_int(name: str, value: object, minimum: int) -> int:
 def _check_probability(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{name} must be a probability in [0, 1), got {value!r}")
-    if not 0 <= value < 1:  # NaN fails this too
+    if not 0 <= float(value) < 1:  # NaN fails this too
         raise ValueError(f"{name} must be a probability in [0, 1), got {value!r}")
     return float(value)
 
@@ -206,7 +206,8 @@ class SEBlock(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return x * self.excitation(self.squeeze(x))
+        gate: Tensor = self.excitation(self.squeeze(x))
+        return x * gate
 
 
 class StochasticDepth(nn.Module):
@@ -279,21 +280,17 @@ class MBConv(nn.Module):
         self.dropout = StochasticDepth(dropout) if self.skip_connection else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.reduce_pw(self.se(self.depthwise(self.expand_pw(x))))
+        out: Tensor = self.reduce_pw(self.se(self.depthwise(self.expand_pw(x))))
         if self.skip_connection:
             out = self.dropout(out) + x
         return out
 
 
-def mbconv1(
-    n_in: int, n_out: int, kernel_size: int = 3, stride: int = 1, r: int = 24, dropout: float = 0.1
-) -> MBConv:
+def mbconv1(n_in: int, n_out: int, kernel_size: int = 3, stride: int = 1, r: int = 24, dropout: float = 0.1) -> MBConv:
     return MBConv(n_in, n_out, 1, kernel_size=kernel_size, stride=stride, r=r, dropout=dropout)
 
 
-def mbconv6(
-    n_in: int, n_out: int, kernel_size: int = 3, stride: int = 1, r: int = 24, dropout: float = 0.1
-) -> MBConv:
+def mbconv6(n_in: int, n_out: int, kernel_size: int = 3, stride: int = 1, r: int = 24, dropout: float = 0.1) -> MBConv:
     return MBConv(n_in, n_out, 6, kernel_size=kernel_size, stride=stride, r=r, dropout=dropout)
 
 
@@ -489,7 +486,8 @@ class EfficientNet(nn.Module):
         x = self.stages(x)
         x = self.pre(x)
         x = self.pool_flatten(x)
-        return self.head(x)
+        logits: Tensor = self.head(x)
+        return logits
 
     def forward_stages(self, x: Tensor) -> list[Tensor]:
         """The outputs of the seven MBConv stages (strides 2, 4, 8, 16, 16, 32, 32), for backbones."""

@@ -125,9 +125,13 @@ def _check_int(name: str, value: object, minimum: int) -> int:
 def _check_probability(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{name} must be a probability in [0, 1), got {value!r}")
-    if not 0 <= float(value) < 1:  # NaN fails this too
+    try:
+        as_float = float(value)
+    except OverflowError:  # an int beyond float range, e.g. 10**400
+        as_float = math.inf
+    if not 0 <= as_float < 1:  # NaN fails this too
         raise ValueError(f"{name} must be a probability in [0, 1), got {value!r}")
-    return float(value)
+    return as_float
 
 
 def _check_size(what: str, count: int) -> None:

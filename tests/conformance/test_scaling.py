@@ -290,6 +290,7 @@ def test_stages_have_the_scaled_depths_widths_kernels_and_strides(impl, device, 
 
 
 @pytest.mark.clause("ARCH-3", "SCALE-3")
+@strategies.fewer_examples(0.4)  # two models per example
 @given(
     w=strategies.model_width_factors,
     d=strategies.model_depth_factors,

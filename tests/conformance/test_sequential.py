@@ -46,6 +46,7 @@ def test_sequential_has_the_same_tensors_in_the_same_order(impl, w, d, n):
 
 
 @pytest.mark.clause("SEQ-2")
+@strategies.fewer_examples(0.4)  # about 0.4 s per example: two models, six passes
 @given(
     w=strategies.model_width_factors,
     d=strategies.model_depth_factors,

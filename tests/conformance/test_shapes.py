@@ -76,6 +76,7 @@ def test_stages_halve_the_size_rounding_up_and_logits_have_n_classes(
 
 
 @pytest.mark.clause("NUM-3")
+@strategies.fewer_examples(0.4)  # a model, its calibration and 1 + batch forwards per example
 @given(
     w=strategies.model_width_factors,
     d=strategies.model_depth_factors,

@@ -224,6 +224,28 @@ def test_create_stage_refuses_a_malformed_schedule_or_layer(impl, arg, value):
     assert_refused(lambda: target.call(impl, **{arg: value}), arg, value, f"create_stage({arg}={value!r})")
 
 
+@pytest.mark.parametrize(
+    ("name", "arg", "value"),
+    [
+        ("EfficientNet", "w_factor", 1e6),
+        ("EfficientNet", "d_factor", 1e6),
+        ("EfficientNet", "n_classes", 10**10),
+        ("EfficientNetSequential", "w_factor", 10**400),
+        ("SEBlock", "c", 10**6),
+        ("MBConv", "n_in", 10**6),
+        ("MBConv", "expansion", 10**9),
+        ("MBConv", "kernel_size", 10**5 + 1),
+        ("mbconv6", "n_out", 10**8),
+        ("create_stage", "num_layers", 10**6),
+        ("create_stage", "kernel_size", 10**5 + 1),
+    ],
+)
+def test_too_large_argument_is_refused_before_allocation(impl, name, arg, value):
+    """The fuzzing above draws such values too, but not necessarily for every argument."""
+    target = next(t for t in TARGETS if t.name == name)
+    assert_refused(lambda: target.call(impl, **{arg: value}), arg, value, f"{name}({arg}={value!r})")
+
+
 @pytest.mark.parametrize("arg", ["w_factor", "d_factor"])
 def test_scaling_that_overflows_is_refused(impl, arg):
     """Each factor is finite, but the scaled widths or depths are not (1280 * 1e308 = inf)."""

@@ -1,7 +1,14 @@
-"""pytest plugin of the mutant runner (``-p tests.mutants.order``): record how long each test takes
-($EFFNET_DURATIONS_OUT), or run the cheapest tests first ($EFFNET_DURATIONS_IN, a file recorded on a
-correct fork).  With ``-x``, a mutant is then rejected by the cheapest test that catches it, instead
-of after every expensive test that happens to be collected earlier.
+"""pytest plugin of the mutant runner (``-p tests.mutants.order``), steered by environment variables:
+
+$EFFNET_DURATIONS_OUT   record how long each test takes (on a correct fork);
+$EFFNET_DURATIONS_IN    run the cheapest tests first (durations recorded on a correct fork);
+$EFFNET_FIRST_CLAUSES   run the tests citing these clauses (comma-separated) before the others;
+$EFFNET_NO_SHRINK       do not shrink hypothesis' failing examples (the profile otherwise unchanged).
+
+With ``-x``, a mutant is then rejected by the cheapest test of the clause it violates, when that test
+catches it, instead of after every expensive test collected before; and a failing property costs
+one failing example instead of a search for the smallest one.  Which tests run and what they
+check are unchanged: only the order, and how much a failure costs.
 """
 
 from __future__ import annotations
@@ -17,14 +24,30 @@ import pytest
 _durations: dict[str, float] = defaultdict(float)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("EFFNET_NO_SHRINK"):
+        from hypothesis import Phase, settings
+
+        # After the root conftest has loaded the chosen profile: the same settings, minus shrinking.
+        settings.register_profile(
+            "mutant-runner", parent=settings.default, phases=[Phase.explicit, Phase.reuse, Phase.generate]
+        )
+        settings.load_profile("mutant-runner")
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     path = os.environ.get("EFFNET_DURATIONS_IN")
-    if not path or not Path(path).exists():
-        return
-    known = json.loads(Path(path).read_text())
+    known = json.loads(Path(path).read_text()) if path and Path(path).exists() else {}
     unknown = statistics.median(known.values()) if known else 0.0  # a new test: neither first nor last
-    items.sort(key=lambda item: known.get(item.nodeid, unknown))
+    first = set(filter(None, os.environ.get("EFFNET_FIRST_CLAUSES", "").split(",")))
+
+    def key(item: pytest.Item) -> tuple[bool, float]:
+        cites = {c for m in item.iter_markers("clause") for c in m.args}
+        return (not (cites & first), known.get(item.nodeid, unknown))
+
+    if known or first:
+        items.sort(key=key)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

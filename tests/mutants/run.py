@@ -12,8 +12,12 @@ A surviving mutant is a hole in the suite; a rejected variation is a false posit
 
 Each fork is `pytest tests/conformance --impl FORK -x -q -p no:cacheprovider -m "not slow" --report
 ...` with EFFNET_HYPOTHESIS_PROFILE=ci (derandomized, so that a verdict is reproducible) and one
-torch thread per run.  The variations run first and record each test's duration; the mutants then
-run the cheapest tests first, so that a mutant is rejected by the cheapest test that catches it.
+torch thread per run.  The variations run first and record each test's duration.  A mutant then
+runs the tests of the clauses it names first and the rest after, each group cheapest first, and
+hypothesis does not shrink its failures (tests/mutants/order.py): the same tests with the same
+examples, so the same verdict, at a fraction of the cost.  "Caught by" is therefore the clause of
+the cheapest failing test among those of the expected clauses when one of them fails, else among
+all the others: a mutant caught by another clause than the one it names shows a gap.
 The runs are forked from a server process that has imported torch, timm and torchvision once
 (--no-preload: plain subprocesses).  The table (fork, verdict, the clause(s) of the first failing
 test, the test, time) is printed and written to reports/mutants.md and reports/mutants.json.
@@ -263,6 +267,8 @@ def _job(fork: corpus.Fork, text: str, workdir: Path, profile: str) -> Job:
         env["EFFNET_DURATIONS_OUT"] = str(workdir / f"durations-{fork.module_name}.json")
     else:
         env["EFFNET_DURATIONS_IN"] = str(workdir / "durations.json")
+        env["EFFNET_FIRST_CLAUSES"] = ",".join(fork.clauses)
+        env["EFFNET_NO_SHRINK"] = "1"
     return Job(
         fork,
         corpus.write(fork, text, workdir),

@@ -11,9 +11,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hypothesis import settings
 from hypothesis import strategies as st
 
 from tests.support import spec
+
+
+def fewer_examples(fraction: float) -> settings:
+    """Settings for an expensive property: this fraction of the active profile's max_examples
+    (at least 5), so that `thorough` still runs many more than `ci`."""
+    return settings(max_examples=max(5, int(settings().max_examples * fraction)))
+
 
 # --- Scaling arguments (no model is built) -----------------------------------------------
 # Channel counts as a user would pass them: every integer up to 4096, and the base table.

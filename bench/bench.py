@@ -70,6 +70,7 @@ class Row:
     ratio: dict[str, float] = field(default_factory=dict)
     ratio_iqr: dict[str, tuple[float, float]] = field(default_factory=dict)
     compile_s: dict[str, float] = field(default_factory=dict)
+    rounds_ms: dict[str, list[float]] = field(default_factory=dict)  # each round's median, in run order
 
 
 def build(impl: str, variant: str) -> nn.Module:
@@ -184,6 +185,7 @@ def measure(
     for impl, ms in per_round.items():
         merged = benchmark.Measurement.merge(ms)[0]
         row.median_ms[impl] = merged.median * 1e3
+        row.rounds_ms[impl] = [round(m.median * 1e3, 3) for m in ms]
         row.iqr_ms[impl] = merged.iqr * 1e3
     for ref in per_round:
         if ref == "effnet" or "effnet" not in per_round:

@@ -253,9 +253,14 @@ def test_residual_exactly_when_stride_one_and_channels_kept(impl, device, cfg, h
     """With the projection BN's scale and shift at zero the branch outputs exactly 0, so the
     block's output is its input (residual) or 0 (none)."""
     block = cfg.build(impl)
-    tensors = _tensors(block, _mbconv_layout(cfg), f"MBConv{cfg}")
+    # Only the projection BN matters here (API-4: the block's last five state_dict entries), so
+    # that a block whose other layers are wrong (an SE width, say) fails their clauses, not this.
+    tensors = list(block.state_dict().values())
+    got = [tuple(t.shape) for t in tensors[-5:]]
+    want = [shape for _, shape in _bn_layout(cfg.n_out)]
+    assert got == want, f"MBConv{cfg}: the last state_dict entries {got} are not a BN of {cfg.n_out} channels {want}"
     with torch.no_grad():
-        tensors[-5].zero_()  # the projection BN's weight and bias (API-4: the block's last BN)
+        tensors[-5].zero_()  # the projection BN's weight and bias
         tensors[-4].zero_()
     block.to(device).eval()
     x = torch.randn(2, cfg.n_in, h, h, device=device)

@@ -1,17 +1,18 @@
 """Input validation (EXT-1): arguments outside their domain fail fast with a useful message.
 
 Every public constructor and function is called with one argument outside its domain (the
-others valid): a non-number, a bool, None, zero, a negative number, NaN, an infinity, a number
-too large to build (1e6 and up, 10**400, whose float() overflows).  It must raise ValueError or
-TypeError whose message names the argument and its value; any other exception fails.  Each call
-runs under a time limit and, on Linux, an address-space limit of the current size plus
-MEMORY_HEADROOM, so that an attempt to build a multi-GB model fails here instead of the machine.
+others valid): a non-number, a bool, None, zero, a negative number, NaN, an infinity, a value
+too large to build (factors from 1e6, channel and block counts from 1e10: over the 10^9-parameter
+limit; 10**400, whose float() overflows).  It must raise ValueError or TypeError whose message
+names the argument and its value; any other exception fails.  Each call runs under a time limit
+and, on Linux, an address-space limit of the current size plus MEMORY_HEADROOM, so that an
+attempt to build a multi-GB model fails here instead of the machine.  The invalid values come
+from ``strategies.invalid_arguments``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import resource
 import signal
 import sys
@@ -23,6 +24,8 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from tests.support import strategies
 
 pytestmark = [pytest.mark.extra, pytest.mark.clause("EXT-1")]
 
@@ -54,50 +57,6 @@ def bounded() -> Iterator[None]:
         resource.setrlimit(resource.RLIMIT_AS, limits)
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-
-
-# --- Invalid values by kind -------------------------------------------------------------------
-NAN, INF = math.nan, math.inf
-not_numbers = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.text(max_size=4),
-    st.sampled_from(["1", "0.5", b"1", [1], (2,), {"a": 1}, complex(1, 1), object()]),
-)
-non_finite = st.sampled_from([NAN, INF, -INF])
-huge = st.one_of(st.floats(1e6, 1e300), st.integers(10**6, 10**20), st.just(10**400))
-
-INVALID: dict[str, st.SearchStrategy[Any]] = {
-    # a scaling factor: positive and finite; a model also refuses 1e6 (too large to build)
-    "factor": st.one_of(not_numbers, non_finite, st.floats(max_value=0.0), st.integers(max_value=0)),
-    "model_factor": st.one_of(not_numbers, non_finite, st.floats(max_value=0.0), st.integers(max_value=0), huge),
-    # an integer >= 1; floats are refused even when integral
-    "count": st.one_of(not_numbers, non_finite, st.integers(max_value=0), st.floats(0.5, 64.0)),
-    "size": st.one_of(
-        not_numbers, non_finite, st.integers(max_value=0), st.floats(0.5, 64.0), st.integers(10**6, 10**400)
-    ),
-    "kernel": st.one_of(
-        not_numbers,
-        st.integers(max_value=0),
-        st.integers(1, 64).map(lambda k: 2 * k),
-        st.integers(10**5, 10**400).map(lambda k: k | 1),
-    ),
-    "stride": st.one_of(not_numbers, st.integers(max_value=0), st.integers(3, 100), st.just(1.5)),
-    "probability": st.one_of(
-        not_numbers, non_finite, st.floats(max_value=-1e-9), st.floats(1.0, 1e300), st.just(10**400)
-    ),
-    # efficientnet_bN(drop_rate=None) means the variant's own rate
-    "optional_probability": st.one_of(
-        not_numbers.filter(lambda v: v is not None),
-        non_finite,
-        st.floats(max_value=-1e-9),
-        st.floats(1.0, 1e300),
-        st.just(10**400),
-    ),
-    "classes": st.one_of(
-        not_numbers, non_finite, st.integers(max_value=0), st.just(10.0), st.integers(10**10, 10**400)
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -173,7 +132,7 @@ TARGETS = [
 
 def _cases(target: Target) -> st.SearchStrategy[tuple[str, Any]]:
     def values(arg: str) -> st.SearchStrategy[tuple[str, Any]]:
-        return st.tuples(st.just(arg), INVALID[target.kinds[arg]])
+        return st.tuples(st.just(arg), strategies.invalid_arguments[target.kinds[arg]])
 
     return st.sampled_from(sorted(target.kinds)).flatmap(values)
 

@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     # before the server process imports torch.
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.jobs)))
     preload = None
-    if not args.no_preload:
+    if not args.no_preload and "forkserver" in multiprocessing.get_all_start_methods():  # not on Windows
         preload = multiprocessing.get_context("forkserver")
         preload.set_forkserver_preload(PRELOAD)
     jobs = [_job(f, texts[f.name], workdir, args.profile) for f in forks]

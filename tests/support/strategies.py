@@ -9,7 +9,9 @@ nothing, range much wider.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -134,3 +136,38 @@ def conv_block_args(draw: st.DrawFn) -> ConvBlockArgs:
         bn=draw(st.booleans()),
         act=draw(st.booleans()),
     )
+
+
+# --- Invalid arguments (EXT-1), by the kind of argument ----------------------------------------
+# "Too large" means over the 10^9-parameter limit with the other arguments at the small values the
+# tests use (16 channels, w_factor 0.1): 10^10 and up for a channel count, where 10^7 would be a
+# valid (and slow to build) block.
+_not_numbers = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.text(max_size=4),
+    st.sampled_from(["1", "0.5", b"1", [1], (2,), {"a": 1}, complex(1, 1), object()]),
+)
+_non_finite = st.sampled_from([math.nan, math.inf, -math.inf])
+_non_positive = st.one_of(st.floats(max_value=0.0), st.integers(max_value=0))
+_too_large_factors = st.one_of(st.floats(1e6, 1e300), st.integers(10**6, 10**20), st.just(10**400))
+_too_large_counts = st.integers(10**10, 10**400)  # 10**400 does not fit a float
+_not_probabilities = st.one_of(_non_finite, st.floats(max_value=-1e-9), st.floats(1.0, 1e300), st.just(10**400))
+
+invalid_arguments: dict[str, st.SearchStrategy[Any]] = {
+    "factor": st.one_of(_not_numbers, _non_finite, _non_positive),  # scale_width, efficientnet_scaler
+    "model_factor": st.one_of(_not_numbers, _non_finite, _non_positive, _too_large_factors),
+    "count": st.one_of(_not_numbers, _non_finite, st.integers(max_value=0), st.floats(0.5, 64.0)),  # an int >= 1
+    "size": st.one_of(_not_numbers, _non_finite, st.integers(max_value=0), st.floats(0.5, 64.0), _too_large_counts),
+    "classes": st.one_of(_not_numbers, _non_finite, st.integers(max_value=0), st.just(10.0), _too_large_counts),
+    "kernel": st.one_of(  # odd, >= 1
+        _not_numbers,
+        st.integers(max_value=0),
+        st.integers(1, 64).map(lambda k: 2 * k),
+        st.integers(10**5, 10**400).map(lambda k: k | 1),
+    ),
+    "stride": st.one_of(_not_numbers, st.integers(max_value=0), st.integers(3, 100), st.just(1.5)),
+    "probability": st.one_of(_not_numbers, _not_probabilities),
+    # efficientnet_bN(drop_rate=None) means the variant's own rate
+    "optional_probability": st.one_of(_not_numbers.filter(lambda v: v is not None), _not_probabilities),
+}

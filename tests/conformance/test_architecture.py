@@ -11,6 +11,8 @@ the named variants to an independent implementation.
 from __future__ import annotations
 
 import pytest
+import torch
+import torch.nn.functional as F  # noqa: N812 - the usual alias
 from torch import nn
 
 from tests.support import reference, spec, torchutil
@@ -18,6 +20,9 @@ from tests.support import reference, spec, torchutil
 NAMED = spec.variants(include_optional=False)
 OPTIONAL = [n for n in spec.variants() if n not in NAMED]  # b8, l2 (API-5): large, so slow
 ALL = [*NAMED, *(pytest.param(n, marks=pytest.mark.slow) for n in OPTIONAL)]
+
+LAYERS = spec.data()["base"]["layers"]
+HEAD_TOL = 1e-5  # the same kernels in another order; every head bug looked for is >= 1e-2 relative
 
 # Odd and non-square: every stride-2 layer must round up (ceil(57/2) = 29), for H and W separately.
 SMALL_INPUT = (2, 3, 57, 71)
@@ -101,3 +106,44 @@ def test_parameter_count_matches_timm(impl, name):
     count = sum(p.numel() for p in model.parameters())
     expected = sum(p.numel() for p in ref.parameters())
     assert count == expected, f"efficientnet_{name} has {count:,} parameters, timm's has {expected:,}"
+
+
+@pytest.mark.clause("ARCH-4")
+@pytest.mark.parametrize(("w", "d", "n"), [(0.25, 0.3, 10), (0.5, 0.5, 3)])
+def test_head_is_conv_bn_silu_average_pool_linear(impl, w, d, n):
+    """The head as a function, from its own tensors (API-4: the last eight state_dict entries are
+    the 1x1 conv, its BN and the Linear): ``pre`` computes SiLU(BN(conv1x1(last stage))),
+    ``pool_flatten`` the spatial mean, ``head`` in eval mode the affine map (dropout off)."""
+    torch.manual_seed(0)
+    model = impl.EfficientNet(w, d, n)
+    tensors = list(model.state_dict().values())
+    conv_w, bn_w, bn_b, bn_mean, bn_var, _, lin_w, lin_b = tensors[-8:]
+    with torch.no_grad():  # BN affine away from (1, 0), so an activation or pooling bug shows
+        bn_w.uniform_(0.5, 1.5)
+        bn_b.normal_(0.0, 0.5)
+    generator = torch.Generator().manual_seed(0)
+    torchutil.calibrate_batchnorm(model, [torch.randn(8, 3, 64, 64, generator=generator)])
+    x = torch.randn(4, 3, 64, 72, generator=generator)
+    taps = {"last stage": model.stages[-1], "pre": model.pre, "pool_flatten": model.pool_flatten, "head": model.head}
+    out = reference.record(model.eval(), taps, x)
+    assert torchutil.input_dependence(out["head"]) > 1e-2, "test setup: the logits do not depend on the input"
+
+    with torch.no_grad():
+        z = F.conv2d(out["last stage"], conv_w)
+        z = F.batch_norm(z, bn_mean, bn_var, bn_w, bn_b, training=False, eps=LAYERS["batchnorm_eps"])
+        expected = {"pre": F.silu(z)}
+        expected["pool_flatten"] = out["pre"].mean((2, 3))
+        expected["head"] = F.linear(out["pool_flatten"], lin_w, lin_b)
+    where = f"EfficientNet({w}, {d}, {n}) head"
+    for key, e in expected.items():
+        a = out[key]
+        assert a.shape == e.shape, f"{where}: {key} gives shape {tuple(a.shape)}, want {tuple(e.shape)}"
+        err = torchutil.rel_err(a, e)
+        assert err <= HEAD_TOL, f"{where}: {key} differs from {_HEAD_STEPS[key]} by {err:.2e} relative"
+
+
+_HEAD_STEPS = {
+    "pre": "SiLU(BN(1x1 conv of the last stage's output))",
+    "pool_flatten": "the spatial mean of pre's output",
+    "head": "the Linear map of pool_flatten's output (eval mode: no dropout)",
+}

@@ -26,10 +26,9 @@ import math
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

@@ -152,6 +152,25 @@ def test_the_detail_is_the_most_specific_failure():
         assert rows["SE-2"]["detail"].endswith("the block output differs")
 
 
+def test_the_detail_of_a_hypothesis_exception_group_is_its_messages():
+    box = "\n".join(
+        [
+            "E     + Exception Group Traceback (most recent call last):",
+            "E     |   ExceptionGroup: Hypothesis found 2 distinct failures. (2 sub-exceptions)",
+            "E     +-+---------------- 1 ----------------",
+            "E       | AssertionError: the gate is not sigmoid",
+            "E       +---------------- 2 ----------------",
+            "E       | AssertionError: the squeeze is not the mean",
+            "E       +------------------------------------",
+        ]
+    )
+    rows = statuses(make_report("SE-1", "failed", longrepr=box))
+    assert rows["SE-1"]["detail"] == (
+        "tests/x.py::test_SE-1: ExceptionGroup: Hypothesis found 2 distinct failures. (2 sub-exceptions) "
+        "AssertionError: the gate is not sigmoid AssertionError: the squeeze is not the mean"
+    )
+
+
 def test_verdicts():
     def verdict(*reports: pytest.TestReport) -> str:
         return plugin.verdict("fork", list(statuses(*reports).values()))

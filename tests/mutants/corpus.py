@@ -9,11 +9,10 @@ effnet; ``python tests/mutants/run.py --check`` and tests/mutants/test_corpus.py
 from __future__ import annotations
 
 import re
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "effnet" / "model.py"

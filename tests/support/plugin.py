@@ -61,6 +61,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "extra: a test of effnet's own extras, not of the EfficientNet spec")
     config.addinivalue_line("markers", "slow: large models or resolutions; deselect with -m 'not slow'")
     config.addinivalue_line("markers", "cuda: needs a CUDA device")
+    config.addinivalue_line("markers", "property: a hypothesis property (set for every @given test)")
 
     device = config.getoption("--device")
     if device == "cuda":
@@ -272,6 +273,11 @@ def _entry_key(report: pytest.TestReport) -> str | None:
 ID_FILES_KEY = pytest.StashKey[tuple[list[IdEntry], list[IdEntry]]]()
 
 
+def pytest_itemcollected(item: pytest.Item) -> None:
+    if getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
+        item.add_marker(pytest.mark.property)
+
+
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     known = spec.clauses()
     unknown = []
@@ -410,9 +416,15 @@ def verdict(impl: str, rows: list[dict[str, Any]]) -> str:
     return f"{impl} conforms to every clause that ran: {tally}"
 
 
+_BOX = re.compile(r"^[\s|+]*")
+_RULE = re.compile(r"[-+=\s\d]*")  # a box's rule, e.g. "+---------------- 1 ----------------"
+
+
 def _short(report: pytest.TestReport) -> str:
     text = report.longreprtext or ""
-    lines = [line[1:].strip() for line in text.splitlines() if line.startswith("E ")]
+    # "E" lines hold the message; hypothesis draws an exception group as a box ("+---", "| ...").
+    lines = [_BOX.sub("", line[1:]).strip() for line in text.splitlines() if line.startswith("E ")]
+    lines = [line for line in lines if not _RULE.fullmatch(line) and "Traceback (most recent call last)" not in line]
     msg = " ".join(lines) if lines else (text.strip().splitlines() or [""])[-1]
     return msg[:400]
 

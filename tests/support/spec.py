@@ -11,12 +11,11 @@ import re
 import subprocess
 import sys
 import tempfile
+import tomllib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 SPEC_DIR = Path(__file__).resolve().parents[2] / "spec"
 CLAUSE_HEADING = re.compile(r"^#### ([A-Z][A-Z0-9]*-\d+) · (.+)$")

@@ -3,7 +3,8 @@
 $EFFNET_DURATIONS_OUT   record how long each test takes (on a correct fork);
 $EFFNET_DURATIONS_IN    run the cheapest tests first (durations recorded on a correct fork);
 $EFFNET_FIRST_CLAUSES   run the tests citing these clauses (comma-separated) before the others;
-$EFFNET_NO_SHRINK       do not shrink hypothesis' failing examples (the profile otherwise unchanged).
+$EFFNET_NO_SHRINK       do not shrink hypothesis' failing examples (the profile otherwise unchanged);
+$EFFNET_FAILURES_OUT    write the IDs of the tests that failed (the runner's --matrix).
 
 With ``-x``, a mutant is then rejected by the cheapest test of the clause it violates, when that test
 catches it, instead of after every expensive test collected before; and a failing property costs
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 
 _durations: dict[str, float] = defaultdict(float)
+_failures: list[str] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -53,9 +55,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if os.environ.get("EFFNET_DURATIONS_OUT"):
         _durations[report.nodeid] += report.duration
+    if report.failed and report.nodeid not in _failures:
+        _failures.append(report.nodeid)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     path = os.environ.get("EFFNET_DURATIONS_OUT")
     if path and _durations:
         Path(path).write_text(json.dumps({k: round(v, 4) for k, v in _durations.items()}, indent=0))
+    path = os.environ.get("EFFNET_FAILURES_OUT")
+    if path:
+        Path(path).write_text(json.dumps(_failures, indent=0))

@@ -9,6 +9,7 @@ A surviving mutant is a hole in the suite; a rejected variation is a false posit
     python tests/mutants/run.py -k se- -k drop  # forks whose name contains "se-" or "drop"
     python tests/mutants/run.py --check         # only check that every patch still applies
     python tests/mutants/run.py -- --maxfail 3  # extra pytest arguments after --
+    python tests/mutants/run.py --matrix        # every test on every mutant: which checks can fail
 
 Each fork is `pytest tests/conformance --impl FORK -x -q -p no:cacheprovider -m "not slow" --report
 ...` with EFFNET_HYPOTHESIS_PROFILE=ci (derandomized, so that a verdict is reproducible) and one
@@ -23,6 +24,11 @@ The runs are forked from a server process that has imported torch, timm and torc
 test, the test, time) is printed and written to reports/mutants.md and reports/mutants.json.
 Exit status 0 only when every mutant is rejected and every variation accepted; 2 when the corpus
 no longer applies to effnet/model.py.
+
+--matrix runs only the mutants, each through every test (no -x, no reordering), and writes
+reports/kill-matrix.md: for each conformance test function, the mutants it rejects, and the test
+functions that reject none (checks not yet shown to be able to fail).  It costs a whole
+conformance run per mutant, so it is a measurement, not part of CI.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +74,7 @@ class Result:
     cpu_seconds: float | None  # the run's own CPU time (with --no-preload: unknown)
     returncode: int | None
     tail: str = ""  # the end of pytest's output when something went wrong
+    failed_tests: list[str] = field(default_factory=list)  # with --matrix: every test that failed
 
     @property
     def verdict(self) -> str:
@@ -113,7 +120,8 @@ def _pytest_child(args: list[str], log: str, env: dict[str, str]) -> None:
 
 
 def run_one(job: Job, extra: list[str], timeout: float, preload: multiprocessing.context.BaseContext | None) -> Result:
-    args = [*PYTEST_ARGS, "-p", "tests.mutants.order", "--impl", str(job.path), "--report", str(job.report), *extra]
+    base = [a for a in PYTEST_ARGS if a != "-x"] if "EFFNET_FAILURES_OUT" in job.env else PYTEST_ARGS
+    args = [*base, "-p", "tests.mutants.order", "--impl", str(job.path), "--report", str(job.report), *extra]
     start = time.perf_counter()
     if preload is not None:
         process = preload.Process(target=_pytest_child, args=(args, str(job.log), job.env))
@@ -162,6 +170,8 @@ def run_one(job: Job, extra: list[str], timeout: float, preload: multiprocessing
             tail=f"no verdict within {timeout:.0f} s",
         )
     caught, test = _first_failure(job.report, output, returncode, job.path)
+    failures_out = job.env.get("EFFNET_FAILURES_OUT")
+    failed_tests = json.loads(Path(failures_out).read_text()) if failures_out and Path(failures_out).exists() else []
     if returncode == 0:
         outcome = "accepted"
     elif returncode == 1 or (returncode == 4 and "EfficientNet API" in output):
@@ -180,6 +190,7 @@ def run_one(job: Job, extra: list[str], timeout: float, preload: multiprocessing
         cpu_seconds=cpu,
         returncode=returncode,
         tail=tail,
+        failed_tests=failed_tests,
     )
 
 
@@ -208,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     except corpus.CorpusError as e:
         print(f"the mutant corpus does not apply to effnet/model.py:\n{e}", file=sys.stderr)
         return 2
-    forks = [f for f in all_forks if _selected(f, args)]
+    forks = [f for f in all_forks if _selected(f, args) and not (args.matrix and f.kind == "variation")]
     if args.check or args.list:
         for f in forks if args.list else []:
             print(f"{f.kind:<9} {f.name:<32} {','.join(f.clauses):<18} {f.description}")
@@ -224,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_preload and "forkserver" in multiprocessing.get_all_start_methods():  # not on Windows
         preload = multiprocessing.get_context("forkserver")
         preload.set_forkserver_preload(PRELOAD)
-    jobs = [_job(f, texts[f.name], workdir, args.profile) for f in forks]
+    jobs = [_job(f, texts[f.name], workdir, args.profile, args.matrix) for f in forks]
     # Variations first: they run every test, and they record the durations the mutants sort by.
     jobs.sort(key=lambda j: j.fork.kind != "variation")
     print(
@@ -252,18 +263,27 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         if not r.ok and r.tail:
             print(f"\n--- {r.kind} {r.name}: {r.verdict} (pytest exit status {r.returncode})\n{r.tail}")
-    write(results, table, total, args, extra)
+    if args.matrix:  # the verdicts are those of a normal run; what is new is every failing test
+        matrix = kill_matrix(results, _test_functions(extra))
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "kill-matrix.md").write_text(matrix + "\n")
+        print("\n" + matrix)
+    else:
+        write(results, table, total, args, extra)
     bad = [r for r in results if not r.ok]
     print(
         f"\n{len(results) - len(bad)}/{len(results)} as required in {total:.0f} s; "
-        f"written to {Path(args.out) / 'mutants.md'} and mutants.json"
+        f"written to {Path(args.out) / ('kill-matrix.md' if args.matrix else 'mutants.md and mutants.json')}"
     )
     return 1 if bad else 0
 
 
-def _job(fork: corpus.Fork, text: str, workdir: Path, profile: str) -> Job:
+def _job(fork: corpus.Fork, text: str, workdir: Path, profile: str, matrix: bool = False) -> Job:
     env = {"EFFNET_HYPOTHESIS_PROFILE": profile, "PYTHONDONTWRITEBYTECODE": "1"}
-    if fork.kind == "variation":
+    if matrix:
+        env["EFFNET_FAILURES_OUT"] = str(workdir / f"failures-{fork.module_name}.json")
+        env["EFFNET_NO_SHRINK"] = "1"
+    elif fork.kind == "variation":
         env["EFFNET_DURATIONS_OUT"] = str(workdir / f"durations-{fork.module_name}.json")
     else:
         env["EFFNET_DURATIONS_IN"] = str(workdir / "durations.json")
@@ -304,6 +324,50 @@ def markdown(results: list[Result], total: float, args: argparse.Namespace) -> s
         f"variations accepted: {sum(r.ok for r in variations)}/{len(variations)}; "
         f"{total:.0f} s in all, {args.jobs} at a time, {cpu:.0f} s of CPU in the runs (hypothesis profile "
         f"{args.profile}).",
+    ]
+    return "\n".join(lines)
+
+
+def _function(nodeid: str) -> str:
+    """A test function's ID: the node ID without its parameters."""
+    return nodeid.split("[", 1)[0]
+
+
+def _test_functions(extra: list[str]) -> list[str]:
+    """The conformance test functions the runs collect (in collection order)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", *PYTEST_ARGS, "--collect-only", "-q", *extra],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    ids = [line for line in out.splitlines() if "::" in line]
+    return list(dict.fromkeys(_function(i) for i in ids))
+
+
+def kill_matrix(results: list[Result], functions: list[str]) -> str:
+    """Markdown: for each test function, the mutants that fail it; then those that no mutant fails."""
+    killers: dict[str, list[str]] = {f: [] for f in functions}
+    for r in results:
+        for nodeid in dict.fromkeys(_function(t) for t in r.failed_tests):
+            killers.setdefault(nodeid, []).append(r.name)
+    lines = [
+        "# Kill matrix: which mutants each conformance test rejects",
+        "",
+        "Generated by `python tests/mutants/run.py --matrix`: every mutant of tests/mutants/corpus.toml through "
+        f"every test of `pytest {' '.join(a for a in PYTEST_ARGS if a != '-x')}` (hypothesis profile, no shrinking).",
+        "",
+        "| Test | Mutants it rejects |",
+        "|---|---|",
+    ]
+    for f, k in killers.items():
+        lines.append(f"| {f} | {len(k)}: {', '.join(f'`{m}`' for m in k)} |" if k else f"| {f} | **none** |")
+    never = [f for f, k in killers.items() if not k]
+    lines += [
+        "",
+        f"{len(functions) - len(never)} of {len(functions)} test functions reject at least one mutant."
+        + (f" Not yet shown to be able to fail: {', '.join(never)}." if never else ""),
     ]
     return "\n".join(lines)
 
@@ -352,6 +416,9 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--list", action="store_true", help="list the corpus")
     p.add_argument("--keep", action="store_true", help="keep the forks, their output and reports")
     p.add_argument("--no-preload", action="store_true", help="plain subprocesses instead of a preloaded server")
+    p.add_argument(
+        "--matrix", action="store_true", help="mutants only, every test each (no -x): write reports/kill-matrix.md"
+    )
     return p.parse_args(argv), extra
 
 

@@ -189,6 +189,18 @@ def conv_block(
     )
 
 
+class GlobalAvgPool(nn.Module):
+    """The mean of each channel over the spatial dimensions, as an (N, C, 1, 1) map.
+
+    The function of ``nn.AdaptiveAvgPool2d(1)``, computed as timm's SE computes it: on a
+    channels-last input the adaptive pool restrides its result (one more ``as_strided`` per call,
+    and an ``AsStridedBackward`` with a zero-filled buffer in training).
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.mean((2, 3), keepdim=True)
+
+
 class SEBlock(nn.Module):
     """Squeeze-and-excitation: rescale each channel by a gate in (0, 1).
 
@@ -201,7 +213,7 @@ class SEBlock(nn.Module):
         c = _check_int("c", c, 1)
         r = _check_int("r", r, 1)
         _check_size(f"SEBlock(c={c!r}, r={r!r})", _se_parameter_count(c, r))
-        self.squeeze = nn.AdaptiveAvgPool2d(1)
+        self.squeeze = GlobalAvgPool()
         self.excitation = nn.Sequential(
             nn.Conv2d(c, max(1, c // r), kernel_size=1),
             SiLU(),

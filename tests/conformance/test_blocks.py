@@ -248,7 +248,7 @@ def test_mbconv_computes_expand_depthwise_se_project(impl, device, cfg, n, h, w)
 
 
 @pytest.mark.clause("BLOCK-4")
-@given(cfg=strategies.block_configs(), h=st.integers(1, 6))
+@given(cfg=strategies.block_configs(min_channels=strategies.MIN_NETWORK_CHANNELS), h=st.integers(1, 6))
 def test_residual_exactly_when_stride_one_and_channels_kept(impl, device, cfg, h):
     """With the projection BN's scale and shift at zero the branch outputs exactly 0, so the
     block's output is its input (residual) or 0 (none)."""

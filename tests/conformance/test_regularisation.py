@@ -129,7 +129,9 @@ def test_stochastic_depth_drops_the_whole_branch_per_sample(impl, device, p, n, 
 
 
 def _residual_configs() -> st.SearchStrategy[strategies.BlockConfig]:
-    return strategies.block_configs(residual=True, dropout=strategies.drop_probabilities)
+    return strategies.block_configs(
+        residual=True, dropout=strategies.drop_probabilities, min_channels=strategies.MIN_NETWORK_CHANNELS
+    )
 
 
 @pytest.mark.clause("REG-1")
@@ -155,7 +157,11 @@ def test_eval_mode_block_is_deterministic_and_unscaled(impl, device, cfg):
 
 
 @pytest.mark.clause("REG-1")
-@given(cfg=strategies.block_configs(residual=False, dropout=strategies.drop_probabilities))
+@given(
+    cfg=strategies.block_configs(
+        residual=False, dropout=strategies.drop_probabilities, min_channels=strategies.MIN_NETWORK_CHANNELS
+    )
+)
 def test_block_without_residual_draws_no_random_numbers(impl, device, cfg):
     block = cfg.build(impl).to(device).train()
     x = torch.randn(4, cfg.n_in, 4, 4, device=device)

@@ -82,13 +82,22 @@ class BlockConfig:
         return impl.MBConv(self.n_in, self.n_out, self.expansion, self.kernel_size, self.stride, self.r, self.dropout)
 
 
+MIN_NETWORK_CHANNELS = 8  # SCALE-1: every width of every EfficientNet is at least 8
+
+
 @st.composite
 def block_configs(
-    draw: st.DrawFn, *, residual: bool | None = None, dropout: st.SearchStrategy[float] | None = None
+    draw: st.DrawFn,
+    *,
+    residual: bool | None = None,
+    dropout: st.SearchStrategy[float] | None = None,
+    min_channels: int = 1,
 ) -> BlockConfig:
-    """MBConv configurations with 1-24 channels; ``residual`` forces (True) or forbids (False)
-    the residual connection, None leaves it to chance (about half of the examples)."""
-    n_in = draw(st.integers(1, 24))
+    """MBConv configurations with ``min_channels``-24 channels; ``residual`` forces (True) or
+    forbids (False) the residual connection, None leaves it to chance (about half of the examples).
+    ``min_channels=MIN_NETWORK_CHANNELS`` keeps to blocks that occur in some EfficientNet, for tests
+    whose clause is not about the SE width (SE-2: ``max(1, n_in // 4)``, 0 for a naive n_in < 4)."""
+    n_in = draw(st.integers(min_channels, 24))
     stride = draw(st.sampled_from([1, 2]))
     same = draw(st.booleans()) if residual is None else residual
     if residual is True:
@@ -96,7 +105,8 @@ def block_configs(
     if same:
         n_out = n_in
     else:
-        n_out = draw(st.integers(1, 24).filter(lambda n: n != n_in)) if stride == 1 else draw(st.integers(1, 24))
+        n_outs = st.integers(min_channels, 24)
+        n_out = draw(n_outs.filter(lambda n: n != n_in)) if stride == 1 else draw(n_outs)
     return BlockConfig(
         n_in=n_in,
         n_out=n_out,

@@ -9,7 +9,7 @@ that a change in machine load hits all of them alike.
 Ratios are ``reference time / effnet time`` measured in the same round, summarised by their
 median and interquartile range over the rounds: a ratio above 1 means effnet is faster, and
 ``timm/effnet >= 0.97`` is the parity target of issue 7.  On a shared 2-core machine one round's
-ratio wanders by about +-10% (batch 16 spends a third of its time in the kernel, faulting in the
+ratio wanders by about +-10% (a quarter of the CPU time is spent in the kernel, faulting in the
 pages of activations too large for malloc to keep), so the default is 9 rounds: with 5, the median
 moved by 7% between two runs of the same code.  tests/extras/test_performance.py (EXT-6) checks
 the work itself, operator by operator.  Results go to ``OUT.json`` and

@@ -1,5 +1,6 @@
-"""The same work as timm (EXT-6): effnet's forward pass and training step dispatch no operator
-more often than timm's efficientnet_b0 does, in either memory format.
+"""The same work as timm (EXT-6): effnet's eval forward pass makes timm's efficientnet_b0's ATen
+calls, call for call on the same layouts, and its training step dispatches no operator more often,
+in either memory format.
 
 Throughput ratios on a shared 2-core machine wander by +-10% from run to run (bench/bench.py
 reports their spread), so ``nox -s bench`` can show parity but not catch a small regression.  The
@@ -17,6 +18,7 @@ import pytest
 import torch
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from tests.support import spec
 
@@ -43,16 +45,64 @@ def _operators(model: nn.Module, x: torch.Tensor, train: bool) -> Counter[str]:
     return counts
 
 
+Layout = tuple[tuple[int, ...], tuple[int, ...], torch.dtype]
+
+
+class _Dispatched(TorchDispatchMode):
+    """Records every ATen call: the operator and the shape, strides and dtype of each tensor in
+    and out (a channels-last tensor has other strides than a contiguous one of the same shape)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, tuple[Layout, ...], tuple[Layout, ...]]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        out = func(*args, **(kwargs or {}))
+
+        def layouts(values: object) -> tuple[Layout, ...]:
+            items = values if isinstance(values, (tuple, list)) else (values,)
+            return tuple((tuple(t.shape), t.stride(), t.dtype) for t in items if isinstance(t, torch.Tensor))
+
+        self.calls.append((str(func), layouts(args), layouts(out)))
+        return out
+
+
+def _timm_b0() -> nn.Module:
+    import timm
+
+    torch.manual_seed(0)
+    return timm.create_model(
+        "efficientnet_b0",
+        drop_rate=spec.variant("b0")["drop_rate"],
+        drop_path_rate=spec.data()["regularisation"]["drop_path_rate"],
+    )
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_eval_forward_is_timms_call_for_call(impl, fmt):
+    """Stronger than counting, for inference: the same operators in the same order on tensors of
+    the same shapes, strides and dtypes, so the same kernels do the same work."""
+    x = torch.randn(SHAPE).contiguous(memory_format=FORMATS[fmt])
+    calls = []
+    for model in (impl.efficientnet_b0(), _timm_b0()):
+        model.eval().to(memory_format=FORMATS[fmt])
+        with torch.inference_mode(), _Dispatched() as log:
+            model(x)
+        calls.append(log.calls)
+    ours, theirs = calls
+    n = min(len(ours), len(theirs))
+    first = next((i for i in range(n) if ours[i] != theirs[i]), n)
+    ours_first, theirs_first = (c[first] if first < len(c) else "nothing" for c in (ours, theirs))
+    assert ours == theirs, (
+        f"efficientnet_b0 ({fmt}, eval) departs from timm's call sequence at call {first} of {len(theirs)}: "
+        f"effnet {ours_first}, timm {theirs_first}"
+    )
+
+
 @pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_no_operator_runs_more_often_than_in_timm(impl, fmt, train):
-    import timm
-
-    b0 = spec.variant("b0")
-    torch.manual_seed(0)
-    ref = timm.create_model(
-        "efficientnet_b0", drop_rate=b0["drop_rate"], drop_path_rate=spec.data()["regularisation"]["drop_path_rate"]
-    )
+    ref = _timm_b0()
     model = impl.efficientnet_b0()
     x = torch.randn(SHAPE).contiguous(memory_format=FORMATS[fmt])
     ours = _operators(model.to(memory_format=FORMATS[fmt]), x, train)

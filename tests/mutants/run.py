@@ -26,7 +26,7 @@ Exit status 0 only when every mutant is rejected and every variation accepted; 2
 no longer applies to effnet/model.py.
 
 --matrix runs only the mutants, each through every test (no -x, no reordering), and writes
-reports/kill-matrix.md: for each conformance test function, the mutants it rejects, and the test
+reports/kill-matrix.md (and .json): for each conformance test function, the mutants it rejects, and the test
 functions that reject none (checks not yet shown to be able to fail).  It costs a whole
 conformance run per mutant, so it is a measurement, not part of CI.
 """
@@ -267,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         matrix = kill_matrix(results, _test_functions(extra))
         Path(args.out).mkdir(parents=True, exist_ok=True)
         (Path(args.out) / "kill-matrix.md").write_text(matrix + "\n")
+        failed = {r.name: r.failed_tests for r in results}
+        (Path(args.out) / "kill-matrix.json").write_text(json.dumps(failed, indent=1) + "\n")
         print("\n" + matrix)
     else:
         write(results, table, total, args, extra)
@@ -336,7 +338,7 @@ def _function(nodeid: str) -> str:
 def _test_functions(extra: list[str]) -> list[str]:
     """The conformance test functions the runs collect (in collection order)."""
     out = subprocess.run(
-        [sys.executable, "-m", "pytest", *PYTEST_ARGS, "--collect-only", "-q", *extra],
+        [sys.executable, "-m", "pytest", *PYTEST_ARGS, "--collect-only", *extra],  # -q once: one ID a line
         cwd=ROOT,
         capture_output=True,
         text=True,

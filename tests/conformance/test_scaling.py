@@ -120,19 +120,35 @@ def test_scaled_width_agrees_with_timm(impl, w, f):
     )
 
 
+# Rounding bugs break monotonicity only where the 10% rule acts (scaled widths below about 40),
+# a narrow band that random pairs rarely hit: each property sweeps a whole grid instead.
+SWEEP_WIDTHS = range(1, 257)
+SWEEP_FACTORS = [k / 100 for k in range(1, 501)]  # 0.01 ... 5.00
+
+
+def _first_decrease(values: list[int]) -> int | None:
+    return next((i for i in range(1, len(values)) if values[i] < values[i - 1]), None)
+
+
 @pytest.mark.clause("SCALE-1")
-@given(w=strategies.channel_counts, dw=st.integers(0, 512), f=strategies.scale_factors)
-def test_scaled_width_is_monotone_in_the_width(impl, w, dw, f):
-    low, high = impl.scale_width(w, f), impl.scale_width(w + dw, f)
-    assert low <= high, f"scale_width({w}, {f!r}) = {low} > scale_width({w + dw}, {f!r}) = {high}"
+@given(f=strategies.scale_factors)
+def test_scaled_width_is_monotone_in_the_width(impl, f):
+    values = [impl.scale_width(w, f) for w in SWEEP_WIDTHS]
+    i = _first_decrease(values)
+    assert i is None, (
+        f"scale_width({i}, {f!r}) = {values[i - 1]} > scale_width({i + 1}, {f!r}) = {values[i]}"  # widths from 1
+    )
 
 
 @pytest.mark.clause("SCALE-1")
 @given(w=strategies.channel_counts, f=strategies.scale_factors, g=strategies.scale_factors)
 def test_scaled_width_is_monotone_in_the_factor(impl, w, f, g):
-    f, g = min(f, g), max(f, g)
-    low, high = impl.scale_width(w, f), impl.scale_width(w, g)
-    assert low <= high, f"scale_width({w}, {f!r}) = {low} > scale_width({w}, {g!r}) = {high}"
+    factors = sorted({*SWEEP_FACTORS, f, g})
+    values = [impl.scale_width(w, x) for x in factors]
+    i = _first_decrease(values)
+    assert i is None, (
+        f"scale_width({w}, {factors[i - 1]!r}) = {values[i - 1]} > scale_width({w}, {factors[i]!r}) = {values[i]}"
+    )
 
 
 @pytest.mark.clause("SCALE-1")

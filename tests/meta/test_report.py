@@ -171,6 +171,28 @@ def test_the_detail_of_a_hypothesis_exception_group_is_its_messages():
     )
 
 
+def test_the_detail_of_an_exception_group_printed_as_tracebacks_is_its_messages():
+    group = "\n".join(
+        [
+            "  | ExceptionGroup: Hypothesis found 2 distinct failures. (2 sub-exceptions)",
+            "  +-+---------------- 1 ----------------",
+            "    | Traceback (most recent call last):",
+            '    |   File "tests/x.py", line 9, in test_x',
+            "    |     assert got == want",
+            "    | AssertionError: the gate is not sigmoid",
+            "    | assert 0.3 <= 1e-05",
+            "    +---------------- 2 ----------------",
+            "    | RuntimeError: zero channels",
+            "    +------------------------------------",
+        ]
+    )
+    rows = statuses(make_report("SE-1", "failed", longrepr=group))
+    assert rows["SE-1"]["detail"] == (
+        "tests/x.py::test_SE-1: ExceptionGroup: Hypothesis found 2 distinct failures. (2 sub-exceptions) "
+        "AssertionError: the gate is not sigmoid RuntimeError: zero channels"
+    )
+
+
 def test_verdicts():
     def verdict(*reports: pytest.TestReport) -> str:
         return plugin.verdict("fork", list(statuses(*reports).values()))

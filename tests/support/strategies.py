@@ -82,7 +82,7 @@ class BlockConfig:
         return impl.MBConv(self.n_in, self.n_out, self.expansion, self.kernel_size, self.stride, self.r, self.dropout)
 
 
-MIN_NETWORK_CHANNELS = 8  # SCALE-1: every width of every EfficientNet is at least 8
+MIN_NETWORK_CHANNELS: int = spec.data()["scaling"]["width_min"]  # SCALE-1: no EfficientNet has a narrower layer
 
 
 @st.composite

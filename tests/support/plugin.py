@@ -6,7 +6,6 @@ per-clause conformance report.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 import warnings
@@ -18,41 +17,18 @@ from typing import Any
 
 import pytest
 
+import effnet_pytest_options
 from tests.support import impl as impl_loader
 from tests.support import spec
 
-DEFAULT_IMPL = "effnet"
+DEFAULT_IMPL = effnet_pytest_options.DEFAULT_IMPL
 
 
 # --- Options -------------------------------------------------------------------------
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("effnet", "EfficientNet verification")
-    group.addoption(
-        "--impl",
-        default=os.environ.get("EFFNET_IMPL", DEFAULT_IMPL),
-        help="implementation under test: a dotted module name or a path to a .py file "
-        "(default: $EFFNET_IMPL or 'effnet')",
-    )
-    group.addoption(
-        "--device",
-        choices=("cpu", "cuda"),
-        default=os.environ.get("EFFNET_DEVICE", "cpu"),
-        help="device for model tests (default: $EFFNET_DEVICE or cpu)",
-    )
-    group.addoption("--report", metavar="PATH", help="write the per-clause report to PATH.json and PATH.md")
-    group.addoption(
-        "--xfails-file",
-        metavar="FILE",
-        help="clause IDs or test IDs (one per line) that the implementation is known to fail",
-    )
-    group.addoption(
-        "--skips-file", metavar="FILE", help="clause IDs or test IDs (one per line) to skip for this implementation"
-    )
-    group.addoption(
-        "--run-extras",
-        action="store_true",
-        help="also hold a fork to effnet's own extras (input validation, ...); always on for effnet",
-    )
+    # One definition (effnet_pytest_options.py); already added when effnet is installed and pytest
+    # runs from the checkout (its pytest11 entry point), added here otherwise.
+    effnet_pytest_options.add_options(parser)
 
 
 # --- Configuration: load the implementation once, fail with one clear message -------

@@ -9,6 +9,7 @@ parts of the API (API-5, API-6, API-7) are skipped with a reason when a fork lac
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import os
 import re
@@ -134,6 +135,22 @@ def test_broken_fork_gets_one_clear_message_through_nox(tmp_path: Path) -> None:
 def test_missing_fork_gets_one_clear_message(spec: str, pattern: str) -> None:
     returncode, output = run("--impl", spec)
     assert_one_clear_message(returncode, output, pattern)
+
+
+def test_impl_path_outside_the_repository_as_first_typed(tmp_path: Path) -> None:
+    """`pytest --impl /abs/path/fork.py` from the repository root, no test path: pytest must not take
+    the fork's path for a test path (which roots the run in the fork's folder, without this suite).
+    The suite's options are known before any conftest loads through effnet's pytest11 entry point."""
+    if not any(ep.name == "effnet" for ep in importlib.metadata.entry_points(group="pytest11")):
+        pytest.skip("effnet is not installed in this environment (pip install -e .): no pytest11 entry point")
+    path = tmp_path / "outside" / "my_effnet.py"
+    path.parent.mkdir()
+    path.write_text(SOURCE.read_text())
+    command = [sys.executable, "-m", "pytest", "--impl", str(path), "-p", "no:cacheprovider"]
+    returncode, output = run(command=[*command, "-k", "test_signature_matches_tutorial and b0"])
+    assert returncode == 0, f"exit status {returncode}:\n{output}"
+    assert f"EfficientNet conformance: {path}" in output, output
+    assert re.search(r"API-2\s+passed", output), output
 
 
 # --- Optional parts of the API ----------------------------------------------------------------

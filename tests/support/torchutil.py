@@ -71,15 +71,21 @@ def everything_but_batchnorm_training(model: nn.Module) -> nn.Module:
 def calibrate_batchnorm(model: nn.Module, batches: Iterable[Tensor]) -> nn.Module:
     """Give BN realistic running statistics: the exact mean and variance of its inputs over
     ``batches``.  With the default statistics (mean 0, var 1) a randomly initialised network's
-    eval output barely depends on its input, and a wrong answer would not show."""
-    for bn in batchnorms(model):
+    eval output barely depends on its input, and a wrong answer would not show.
+
+    Only the running statistics change: each BN's own momentum (which a test may be checking)
+    is restored afterwards, and the model is returned in eval mode."""
+    momenta = [(bn, bn.momentum) for bn in batchnorms(model)]
+    for bn, _ in momenta:
         bn.reset_running_stats()
         bn.momentum = None  # cumulative average
     only_batchnorm_training(model)
-    for x in batches:
-        model(x)
-    for bn in batchnorms(model):
-        bn.momentum = 0.1
+    try:
+        for x in batches:
+            model(x)
+    finally:
+        for bn, momentum in momenta:
+            bn.momentum = momentum
     return model.eval()
 
 

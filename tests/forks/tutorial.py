@@ -85,7 +85,6 @@ STATUS = {
 def verdict(rows: list[dict[str, Any]], slow: bool) -> str:
     import torch
 
-    errata = spec.errata()
     extras = [r for r in rows if str(r["clause"]).startswith("EXT-")]
     rows = [r for r in rows if r not in extras]  # effnet's own extras: a fork is not held to them
     failed = [str(r["clause"]) for r in rows if r["status"] == "FAILED"]
@@ -118,25 +117,39 @@ def verdict(rows: list[dict[str, Any]], slow: bool) -> str:
         f"({', '.join(failed) or 'none'}), and passes {len(passed)}. The clauses of effnet's own extras "
         f"({', '.join(str(r['clause']) for r in extras)}) are not held to forks.",
         "",
+        "**Root causes** (failed clauses that no other failed clause explains), with the known departures "
+        "whose signature the implementation shows (spec/SPEC.md section 9):",
+        "",
+    ]
+    for r in rows:
+        if r.get("root_cause"):
+            lines.append(f"- **{r['clause']}** ({r['title']})")
+            lines += [f"  - erratum {e}" for e in r.get("errata", [])]
+    consequences = [f"{r['clause']} (of {', '.join(r['consequence_of'])})" for r in rows if r.get("consequence_of")]
+    lines += [
+        "",
+        f"Consequences (failed because a root cause failed): {', '.join(consequences) or 'none'}.",
+        "",
         "| Clause | Title | Tutorial | Why (the most specific failing test) | Erratum |",
         "|---|---|---|---|---|",
     ]
     for r in rows:
-        failing = r["status"] == "FAILED"
-        shown = [e for e in errata if r["clause"] in e.caught_by] if failing else []
-        erratum = "; ".join(f"{e.id}: the tutorial has {e.tutorial}, the paper {e.paper}" for e in shown)
+        erratum = "; ".join(str(e) for e in r.get("errata", [])).replace("|", "\\|")
         why = "" if r["status"] == "passed" else " ".join(str(r["detail"]).split())
+        if r.get("consequence_of"):
+            why = f"consequence of {', '.join(r['consequence_of'])}: {why}"
         why = re.sub(r"\+?-{8,}\+?", " ", why).replace("|", "\\|").strip()  # hypothesis' boxes
         why = why if len(why) <= 320 else why[:317] + "..."
         lines.append(
             f"| {r['clause']} | {r['title']} | {STATUS.get(str(r['status']), r['status'])} | {why} | {erratum} |"
         )
-    unshown = [e for e in errata if not any(r["clause"] in e.caught_by and r["status"] == "FAILED" for r in rows)]
+    named = {str(e).split(":", 1)[0] for r in rows for e in r.get("errata", [])}
+    unshown = [e for e in spec.errata() if e.id not in named]
     if unshown:
         lines += [
             "",
-            "Errata of spec/SPEC.md that no failing clause shows: "
-            + "; ".join(f"{e.id} ({e.tutorial})" for e in unshown)
+            "Errata of spec/SPEC.md whose signature the tutorial's code does not show: "
+            + "; ".join(f"{e.id} ({e.departure})" for e in unshown)
             + ".",
         ]
     return "\n".join(lines) + "\n"

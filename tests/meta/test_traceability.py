@@ -52,6 +52,15 @@ def test_every_clause_is_cited_by_a_test(collected):
     assert not uncited, f"{len(uncited)} clause(s) of spec/SPEC.md are cited by no test: {', '.join(uncited)}"
 
 
+def test_dependencies_name_defined_clauses_and_have_no_cycle():
+    """spec/efficientnet.toml [dependencies] is a DAG over SPEC.md's clauses, so every failed clause
+    is a root cause or traces back to one."""
+    assert spec.data().get("dependencies"), "spec/efficientnet.toml has no [dependencies] table"
+    problems = spec.dependency_problems()
+    assert not problems, "\n".join(problems)
+    assert all(c not in spec.depends_on(c) for c in spec.clauses())
+
+
 def test_every_cited_clause_is_defined(collected):
     unknown = {c for ids in collected.values() for c in ids} - set(spec.clauses())
     assert not unknown, f"tests cite clauses spec/SPEC.md does not define: {sorted(unknown)}"

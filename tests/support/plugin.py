@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 import effnet_pytest_options
+from tests.support import evidence, spec
 from tests.support import impl as impl_loader
-from tests.support import spec
 
 DEFAULT_IMPL = effnet_pytest_options.DEFAULT_IMPL
 
@@ -61,7 +61,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     if config.stash[ID_FILES_KEY][1]:
         config.pluginmanager.register(ExpectedFailures(config.stash[ID_FILES_KEY][1]), "effnet-expected-failures")
-    config.stash[REPORT_KEY] = ClauseReport(name)
+    config.stash[REPORT_KEY] = ClauseReport(name, module)
 
 
 IMPL_KEY = pytest.StashKey[ModuleType]()
@@ -280,7 +280,24 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 # A clause's status summarises every test result that cites it.  It is "passed" only when all
 # of them passed: a skipped check never counts as a pass ("partial" when some passed and some
 # were skipped), and a clause that no selected test cites is "not run".  Its detail is the
-# failure of the most specific failing test, else the first skip reason.
+# failure of the most specific failing test, else the first skip reason.  A failing test that
+# blames some of its clauses (tests/support/evidence.py ``blame``) fails only those; for the
+# others it is undecided, counted as a skip.  The failed clauses are then split into root causes
+# and their consequences along spec/efficientnet.toml [dependencies], and an erratum is named
+# beside a failed clause only when its recogniser sees the erratum's signature.
+BLAME = "blame"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.failed and call.excinfo is not None:
+        clauses = evidence.blamed(call.excinfo.value)
+        if clauses:
+            report.user_properties.append((BLAME, ",".join(clauses)))
+    return report
+
+
 STATUSES = ("FAILED", "XFAIL", "partial", "passed", "skipped", "not run")
 
 
@@ -319,14 +336,21 @@ class ClauseResult:
 @dataclass
 class ClauseReport:
     impl: str
+    module: ModuleType | None = None  # the implementation, for the errata recognisers
     results: dict[str, ClauseResult] = field(default_factory=lambda: defaultdict(ClauseResult))
     started: float = field(default_factory=time.time)
 
     def add(self, report: pytest.TestReport) -> None:
-        ids = [c for c in str(dict(report.user_properties).get("clauses", "")).split(",") if c]
+        props = dict(report.user_properties)
+        ids = [c for c in str(props.get("clauses", "")).split(",") if c]
         key = (len(ids), report.nodeid)
+        blamed = [c for c in str(props.get(BLAME, "")).split(",") if c in ids] if report.failed else []
         for c in ids:
             r = self.results[c]
+            if blamed and c not in blamed:
+                r.skipped += 1  # undecided: the failure is about another clause the test cites
+                r.skip_reason = r.skip_reason or f"undecided: {report.nodeid} failed on {', '.join(blamed)}"
+                continue
             if report.when == "call" and hasattr(report, "wasxfail"):
                 if report.passed:
                     r.xpassed += 1
@@ -351,15 +375,19 @@ class ClauseReport:
                 r.passed += 1
 
     def rows(self) -> list[dict[str, Any]]:
-        """One row per clause of SPEC.md, in document order, "not run" ones included."""
+        """One row per clause of SPEC.md, in document order, "not run" ones included; a failed
+        clause is a root cause or names the root causes it is a consequence of."""
+        statuses = {cid: self.results.get(cid, ClauseResult()).status for cid in spec.clauses()}
+        failing = [c for c, s in statuses.items() if s in ("FAILED", "XFAIL")]
+        roots, consequences = spec.root_causes(failing)
+        errata = self.errata(failing)
         rows = []
         for cid, clause in spec.clauses().items():
             r = self.results.get(cid, ClauseResult())
-            status = r.status
+            status = statuses[cid]
             detail = r.first_failure
             if not detail and status in ("partial", "skipped"):
                 detail = f"{r.skipped} skipped: {r.skip_reason}"
-            errata = [str(e) for e in spec.errata() if cid in e.caught_by] if status in ("FAILED", "XFAIL") else []
             rows.append(
                 {
                     "clause": cid,
@@ -370,10 +398,65 @@ class ClauseReport:
                     "skipped": r.skipped,
                     "xfailed": r.xfailed,
                     "detail": detail,
-                    "errata": errata,
+                    "root_cause": cid in roots,
+                    "consequence_of": consequences.get(cid, []),
+                    "errata": errata.get(cid, []),
                 }
             )
         return rows
+
+    def errata(self, failing: list[str]) -> dict[str, list[str]]:
+        """Failed clause -> the errata whose signature the implementation shows (none without it)."""
+        if self.module is None:
+            return {}
+        found: dict[str, list[str]] = defaultdict(list)
+        for e in spec.errata():
+            if e.clause in failing and (seen := recognised(e.id, self.module)):
+                found[e.clause].append(f"{e}: {seen}")
+        return dict(found)
+
+
+_RECOGNISED: dict[tuple[str, int], str | None] = {}
+
+
+def recognised(erratum: str, module: ModuleType) -> str | None:
+    """The recogniser's finding for ``erratum`` in ``module``, computed once per module."""
+    key = (erratum, id(module))
+    if key not in _RECOGNISED:
+        _RECOGNISED[key] = evidence.recognise(erratum, module)
+    return _RECOGNISED[key]
+
+
+def tensorflow_conventions(module: ModuleType | None, rows: list[dict[str, Any]]) -> str | None:
+    """One line when the implementation keeps every TensorFlow convention of the errata table."""
+    shown = {str(e).split(":", 1)[0] for r in rows for e in r["errata"]}
+    if module is None or not shown & set(evidence.TENSORFLOW_CONVENTIONS):
+        return None
+    if all(recognised(e, module) for e in evidence.TENSORFLOW_CONVENTIONS):
+        ids = " and ".join(evidence.TENSORFLOW_CONVENTIONS)
+        return (
+            f"it keeps TensorFlow's conventions throughout ({ids}: BatchNorm eps 1e-3 / momentum 0.01 and "
+            "'same' padding), as a port of the TensorFlow reference code; the spec follows timm's PyTorch ones"
+        )
+    return None
+
+
+def root_cause_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The report's first lines: each root cause with its detail and errata, then the consequences."""
+    lines = []
+    for r in rows:
+        if r["root_cause"]:
+            known = " (declared a known deviation)" if r["status"] == "XFAIL" else ""
+            lines.append(f"root cause {r['clause']} ({r['title']}){known}: {r['detail']}")
+            lines += [f"    erratum {e}" for e in r["errata"]]
+    by_cause: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    for r in rows:
+        if r["consequence_of"]:
+            by_cause[tuple(r["consequence_of"])].append(r["clause"])
+    for causes, clauses in by_cause.items():
+        verb = "fails" if len(clauses) == 1 else "fail"
+        lines.append(f"consequence: {', '.join(clauses)} {verb} because {', '.join(causes)} failed")
+    return lines
 
 
 def verdict(impl: str, rows: list[dict[str, Any]]) -> str:
@@ -386,7 +469,9 @@ def verdict(impl: str, rows: list[dict[str, Any]]) -> str:
         tally += f"; {len(by_status['not run'])} of {len(rows)} clauses not run"
     if by_status["FAILED"]:
         failed = by_status["FAILED"]
-        return f"{impl} does NOT conform: {len(failed)} of {ran} clauses failed ({', '.join(failed)}); {tally}"
+        roots = [r["clause"] for r in rows if r["root_cause"]]
+        cause = f"root cause{'s' if len(roots) > 1 else ''} {', '.join(roots)}" if roots else "no root cause"
+        return f"{impl} does NOT conform: {len(failed)} of {ran} clauses failed ({', '.join(failed)}); {cause}; {tally}"
     if by_status["XFAIL"]:
         return f"{impl} fails only known deviations ({', '.join(by_status['XFAIL'])}): {tally}"
     return f"{impl} conforms to every clause that ran: {tally}"
@@ -436,20 +521,27 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     report: ClauseReport = config.stash[REPORT_KEY]
     rows = report.rows()
     text = verdict(report.impl, rows)
+    tensorflow = tensorflow_conventions(report.module, rows)
     path = config.getoption("--report")
-    written = write_report(Path(path), report.impl, rows, text) if path else None
+    written = write_report(Path(path), report.impl, rows, text, tensorflow) if path else None
     ran = [r for r in rows if r["status"] != "not run"]
     if not ran:
         return  # no test citing a clause ran (e.g. only tests/meta): no table to show
     tr = terminalreporter
     tr.section(f"EfficientNet conformance: {report.impl}")
+    for line in root_cause_lines(rows):
+        tr.write_line(line[:400], red=line.startswith("root cause"), yellow=not line.startswith("root cause"))
+    if tensorflow:
+        tr.write_line(f"{report.impl}: {tensorflow}", yellow=True)
     width = max(len(r["clause"]) for r in ran)
     tr.write_line(f"{'clause':<{width}}  {'status':<8} {'pass fail skip xfail':<21} title")
     for r in ran:
         counts = f"{r['passed']:>4} {r['failed']:>4} {r['skipped']:>4} {r['xfailed']:>5}"
         markup = {"FAILED": {"red": True}, "passed": {"green": True}}.get(r["status"], {"yellow": True})
         tr.write_line(f"{r['clause']:<{width}}  {r['status']:<8} {counts:<21} {r['title']}", **markup)
-        if r["detail"] and r["status"] != "passed":
+        if r["consequence_of"]:
+            tr.write_line(f"{'':<{width}}    consequence of {', '.join(r['consequence_of'])}")
+        elif r["detail"] and r["status"] != "passed":
             tr.write_line(f"{'':<{width}}    {r['detail'][:300]}")
         for erratum in r["errata"]:
             tr.write_line(f"{'':<{width}}    erratum {erratum}", yellow=True)
@@ -462,30 +554,46 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         tr.write_line(f"report written to {written[0]} and {written[1]}")
 
 
-def write_report(path: Path, impl: str, rows: list[dict[str, Any]], verdict: str) -> tuple[Path, Path]:
-    """PATH.json (machine-readable) and PATH.md (a table); a .json or .md suffix of PATH is dropped."""
+def write_report(
+    path: Path, impl: str, rows: list[dict[str, Any]], verdict: str, tensorflow: str | None = None
+) -> tuple[Path, Path]:
+    """PATH.json (machine-readable) and PATH.md (root causes, then a table); a .json or .md suffix of
+    PATH is dropped."""
     base = path.with_suffix("") if path.suffix in (".json", ".md") else path
     json_path, md_path = base.parent / f"{base.name}.json", base.parent / f"{base.name}.md"
     base.parent.mkdir(parents=True, exist_ok=True)
     summary = {s: sum(r["status"] == s for r in rows) for s in STATUSES}
-    payload = {"impl": impl, "verdict": verdict, "summary": summary, "clauses": rows}
+    roots = [r["clause"] for r in rows if r["root_cause"]]
+    payload = {
+        "impl": impl,
+        "verdict": verdict,
+        "summary": summary,
+        "root_causes": roots,
+        "tensorflow_conventions": tensorflow,
+        "clauses": rows,
+    }
     json_path.write_text(json.dumps(payload, indent=2) + "\n")
-    lines = [
-        f"# EfficientNet conformance report: `{impl}`",
-        "",
-        f"**Verdict:** {verdict}",
-        "",
-        "| Clause | Title | Status | Passed | Failed | Skipped | XFail | First failure or skip reason | Erratum |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
 
     def cell(text: str) -> str:
         return text.replace("|", "\\|").replace("\n", " ")[:300]
 
+    lines = [f"# EfficientNet conformance report: `{impl}`", "", f"**Verdict:** {verdict}", ""]
+    if roots:
+        lines += ["## Root causes", ""]
+        lines += [f"- {cell(line.strip())}" for line in root_cause_lines(rows)]
+        lines.append("")
+    if tensorflow:
+        lines += [f"`{impl}`: {tensorflow}.", ""]
+    lines += [
+        "| Clause | Title | Status | Passed | Failed | Skipped | XFail | Root cause, or consequence of | "
+        "First failure or skip reason | Erratum |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
+        cause = "root cause" if r["root_cause"] else ", ".join(r["consequence_of"])
         lines.append(
             f"| {r['clause']} | {r['title']} | {r['status']} | {r['passed']} | {r['failed']} "
-            f"| {r['skipped']} | {r['xfailed']} | {cell(r['detail'])} | {cell('; '.join(r['errata']))} |"
+            f"| {r['skipped']} | {r['xfailed']} | {cause} | {cell(r['detail'])} | {cell('; '.join(r['errata']))} |"
         )
     md_path.write_text("\n".join(lines) + "\n")
     return json_path, md_path

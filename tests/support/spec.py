@@ -138,31 +138,95 @@ def table2_macs_interval(name: str) -> tuple[float, float]:
     return value * (1 - TABLE2_MACS_TOLERANCE), value * (1 + TABLE2_MACS_TOLERANCE)
 
 
+# --- Dependencies between clauses (root causes) -------------------------------------------
+@cache
+def dependencies() -> dict[str, tuple[str, ...]]:
+    """Clause ID -> the clauses it depends on directly (efficientnet.toml ``[dependencies]``): a
+    violation of one of them can make the clause's tests fail.  Clauses not listed depend on none."""
+    table = data().get("dependencies", {})
+    return {c: tuple(table.get(c, ())) for c in clauses()}
+
+
+def dependency_problems() -> list[str]:
+    """What is wrong with ``[dependencies]``: IDs that are not clauses of SPEC.md, a clause that
+    depends on itself, cycles.  Empty when the table is a DAG over SPEC.md's clauses."""
+    table: dict[str, list[str]] = data().get("dependencies", {})
+    known = clauses()
+    problems = [f"[dependencies] {c!r} is not a clause of spec/SPEC.md" for c in table if c not in known]
+    problems += [
+        f"[dependencies] {c} depends on {d!r}, which is not a clause of spec/SPEC.md"
+        for c, deps in table.items()
+        for d in deps
+        if d not in known
+    ]
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(c: str, path: list[str]) -> None:
+        state[c] = 1
+        for d in table.get(c, ()):
+            if state.get(d) == 1:
+                problems.append("[dependencies] cycle: " + " -> ".join([*path[path.index(d) :], d]))
+            elif d not in state:
+                visit(d, [*path, d])
+        state[c] = 2
+
+    for c in table:
+        if c not in state:
+            visit(c, [c])
+    return problems
+
+
+@cache
+def depends_on(clause: str) -> frozenset[str]:
+    """Every clause ``clause`` depends on, directly or through others (not itself)."""
+    found: set[str] = set()
+    todo = list(dependencies().get(clause, ()))
+    while todo:
+        c = todo.pop()
+        if c not in found and c != clause:
+            found.add(c)
+            todo.extend(dependencies().get(c, ()))
+    return frozenset(found)
+
+
+def root_causes(failed: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """Split failed clauses (in document order) into root causes, none of whose dependencies
+    failed, and consequences: clause -> the root causes among its dependencies that explain it."""
+    failing = set(failed)
+    roots = [c for c in failed if not (depends_on(c) & failing)]
+    consequences = {c: [r for r in roots if r in depends_on(c)] for c in failed if c not in roots}
+    return roots, consequences
+
+
 # --- Errata ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Erratum:
+    """A known departure from the spec: where it is seen (the tutorial, a real port), what it
+    does, what the spec wants, the clause it violates, and the signature its recogniser checks
+    (tests/support/evidence.py) before the report names it."""
+
     id: str
-    tutorial: str
-    paper: str
-    caught_by: tuple[str, ...]
+    departure: str
+    spec: str
+    clause: str
+    signature: str
 
     def __str__(self) -> str:
-        return f"{self.id}: the tutorial: {self.tutorial}; the paper: {self.paper}"
+        return f"{self.id}: {self.departure}; the spec: {self.spec}"
 
 
-_ERRATUM_ROW = re.compile(r"^\|\s*(E-\d+)\s*\|(.*)\|(.*)\|(.*)\|\s*$")
+_ERRATUM_ROW = re.compile(r"^\|\s*(E-\d+)\s*\|(.*)\|(.*)\|(.*)\|(.*)\|\s*$")
 
 
 @cache
 def errata() -> list[Erratum]:
-    """The rows of SPEC.md's errata table (an ID ``E-n``, both readings, the clauses that catch it)."""
+    """The rows of SPEC.md's errata table: ID, the departure, the spec's rule, the clause, the signature."""
     found = []
     for line in (SPEC_DIR / "SPEC.md").read_text().splitlines():
         m = _ERRATUM_ROW.match(line.strip())
         if m:
-            tutorial, paper = (s.strip().replace("`", "") for s in m.group(2, 3))
-            caught = tuple(c.strip() for c in m.group(4).split(",") if c.strip())
-            found.append(Erratum(m.group(1), tutorial, paper, caught))
+            departure, rule, clause, signature = (s.strip().replace("`", "") for s in m.group(2, 3, 4, 5))
+            found.append(Erratum(m.group(1), departure, rule, clause, signature))
     return found
 
 

@@ -4,18 +4,22 @@ equal those of timm's ``efficientnet_bN``.
 
 Both models run on the meta device (shapes without data), so B7 at 600 px costs about a second;
 an implementation that cannot be built there is run with real weights instead.  The properties
-of shapes for arbitrary inputs and factors are tested with hypothesis elsewhere; this module holds
-the named variants to an independent implementation.
+of shapes for arbitrary inputs are tested with hypothesis elsewhere; this module holds the named
+variants, and the network at any factors (ARCH-5: timm's generator on the meta device), to an
+independent implementation.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812 - the usual alias
+from hypothesis import example, given
 from torch import nn
 
-from tests.support import reference, spec, torchutil
+from tests.support import reference, spec, strategies, torchutil
 
 NAMED = spec.variants(include_optional=False)
 OPTIONAL = [n for n in spec.variants() if n not in NAMED]  # b8, l2 (API-5): large, so slow
@@ -106,6 +110,47 @@ def test_parameter_count_matches_timm(impl, name):
     count = sum(p.numel() for p in model.parameters())
     expected = sum(p.numel() for p in ref.parameters())
     assert count == expected, f"efficientnet_{name} has {count:,} parameters, timm's has {expected:,}"
+
+
+# --- ARCH-5 for any factors: timm's generator at the same (w, d, n_classes) ----------------------
+# Where the rules' edges lie: w = 0.33, where torchvision's head rule (4 x the last stage's width,
+# 416) differs from round_filters(1280 w) (424); w = 0.7, where the 10% rule adds 8 (16 x 0.7 =
+# 11.2 rounds to 8 < 10.08); w = 0.01, where every width before the head is 8 (the first block
+# of a stride-1 stage keeps its width); d just above an integer ratio, where every depth gains a
+# block; the top of the range (690M parameters, beyond L2); one class.
+STRUCTURE_EXAMPLES = [
+    (0.33, 1.0, 1000),
+    (0.7, 0.5, 10),
+    (0.01, 0.5, 3),
+    (0.05, 0.05, 1),
+    (1.0, 1.0000001, 10),
+    (1.1, 2.0000001, 7),
+    (5.0, 6.0, 1),
+]
+
+
+def _with_structure_examples(test: Callable[..., None]) -> Callable[..., None]:
+    for w, d, n in STRUCTURE_EXAMPLES:
+        test = example(w=w, d=d, n=n)(test)
+    return test
+
+
+@pytest.mark.clause("ARCH-5")
+@strategies.fewer_examples(0.4)  # up to a second per example: three models with hundreds of blocks
+@given(w=strategies.structure_width_factors, d=strategies.structure_depth_factors, n=strategies.structure_class_counts)
+@_with_structure_examples
+def test_state_dict_matches_timms_generator_at_any_factors(impl, w, d, n):
+    """Both forms, built on the meta device (on the CPU if they cannot be), have the shapes, the
+    kinds (parameter or buffer) and the parameter count of timm's generator at the same factors."""
+    ref = reference.timm_scaled_meta(w, d, n)
+    expected = sum(p.numel() for p in ref.parameters())
+    for form in ("EfficientNet", "EfficientNetSequential"):
+        model = reference.structure(lambda form=form: getattr(impl, form)(w, d, n))
+        where = f"{form}({w!r}, {d!r}, {n}) vs {reference.TIMM_GENERATOR} at the same factors"
+        problem = torchutil.first_shape_mismatch(model, ref) or _first_kind_mismatch(model, ref)
+        assert problem is None, f"{where}: state_dict differs at {problem}"
+        count = sum(p.numel() for p in model.parameters())
+        assert count == expected, f"{where}: {count:,} parameters, timm's has {expected:,}"
 
 
 @pytest.mark.clause("ARCH-4")

@@ -5,8 +5,9 @@ data (the base table, the scaling rules, the layer rules of SPEC.md) without tim
 implementation: scaled widths and depths, output shapes (the convolution output-size formula),
 the exact parameter count and the tensor counts (closed form per layer), the architecture
 fingerprint (the shape sequence in API-4 order), and the multiply-accumulate count.  Agreement
-means the spec's prose, its data and timm describe one network.  Then Table 2: each count
-against the published figure (TABLE2-1, TABLE2-2).
+means the spec's prose, its data and timm describe one network.  The same rules at any factors
+hold timm's generator, the oracle of ARCH-5's any-factor property, on a grid.  Then Table 2: each
+count against the published figure (TABLE2-1, TABLE2-2).
 
 These are tests of the spec, not of an implementation: they cite no clause.
 """
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.support import spec
+from tests.support import reference, spec
 
 N_CLASSES = 1000  # the API default (API-2): the variants of expected.toml are ImageNet classifiers
 IN_CHANNELS = 3  # RGB input (ARCH-2)
@@ -114,11 +115,17 @@ def mbconv(t: Tally, n_in: int, n_out: int, stage: dict, stride: int, size: int)
 
 def derive(name: str) -> Derived:
     """Everything expected.toml records for a variant, from efficientnet.toml alone."""
-    base, v = spec.data()["base"], spec.variant(name)
-    widths = [scale_width(w, v["w_factor"]) for w in spec.base_widths()]
-    depths = [scale_depth(d, v["d_factor"]) for d in spec.base_depths()]
+    v = spec.variant(name)
+    return derive_at(v["w_factor"], v["d_factor"], v["resolution"])
+
+
+def derive_at(w_factor: float, d_factor: float, resolution: int, n_classes: int = N_CLASSES) -> Derived:
+    """The network at any factors, from efficientnet.toml alone."""
+    base = spec.data()["base"]
+    widths = [scale_width(w, w_factor) for w in spec.base_widths()]
+    depths = [scale_depth(d, d_factor) for d in spec.base_depths()]
     t, stem = Tally(), base["stem"]
-    size = conv_out(v["resolution"], stem["kernel"], stem["stride"], stem["padding"])
+    size = conv_out(resolution, stem["kernel"], stem["stride"], stem["padding"])
     t.conv(IN_CHANNELS, widths[0], stem["kernel"], size)
     t.bn(widths[0])
     stem_shape, stage_shapes = [1, widths[0], size, size], []
@@ -129,8 +136,8 @@ def derive(name: str) -> Derived:
         stage_shapes.append([1, widths[i + 1], size, size])
     t.conv(widths[-2], widths[-1], 1, size)
     t.bn(widths[-1])
-    t.linear(widths[-1], N_CLASSES)
-    return Derived(widths, depths, stem_shape, stage_shapes, [1, widths[-1], size, size], [1, N_CLASSES], t)
+    t.linear(widths[-1], n_classes)
+    return Derived(widths, depths, stem_shape, stage_shapes, [1, widths[-1], size, size], [1, n_classes], t)
 
 
 # --- The tests -----------------------------------------------------------------------------
@@ -190,6 +197,29 @@ def test_fingerprint_is_the_api4_shape_sequence(name, expected):
 def test_macs_are_the_closed_form(name, expected):
     d, e = derive(name), expected[name]
     assert e["macs"] == d.tally.macs, f"{name}: {e['macs']:,} MACs, the closed form gives {d.tally.macs:,}"
+
+
+# timm's generator is the oracle of ARCH-5 at any factors (test_architecture.py): here it is held to
+# the spec's rules on a grid through the rules' edges (the 10% rule at w = 0.7, torchvision's
+# other head rule at w = 0.33, every width 8 at w = 0.01, depths just above an integer ratio).
+GENERATOR_GRID = [
+    *((w, 0.5) for w in (0.01, 0.05, 0.1, 0.25, 0.33, 0.5, 0.7, 0.9, 1.3, 1.7, 2.9, 5.0)),
+    *((0.25, d) for d in (0.05, 0.34, 1.0000001, 1.5, 2.0000001, 3.1, 6.0)),
+    (1.2, 1.4),
+    (4.3, 5.3),
+]
+
+
+@pytest.mark.parametrize(("w", "d"), GENERATOR_GRID)
+def test_timms_generator_follows_the_spec_rules_at_any_factors(w, d):
+    n_classes = 10
+    got = spec.shape_signature(reference.timm_scaled_meta(w, d, n_classes))
+    want = derive_at(w, d, 224, n_classes).tally.signature
+    first = next((i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b), min(len(got), len(want)))
+    assert got == want, (
+        f"{reference.TIMM_GENERATOR} at w={w}, d={d}: {len(got)} tensors, the spec's rules give {len(want)}; "
+        f"first difference at position {first}: timm {got[first : first + 1]}, spec {want[first : first + 1]}"
+    )
 
 
 @pytest.mark.parametrize("name", TABLE2)

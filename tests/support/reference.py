@@ -14,8 +14,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from types import ModuleType
+from unittest import mock
 
 import pytest
 import torch
@@ -128,16 +129,41 @@ def timm_model_on(name: str, device: torch.device) -> nn.Module:
 
 
 def timm_scaled(w_factor: float, d_factor: float, n_classes: int) -> nn.Module:
-    """timm's EfficientNet at any compound-scaling factors (its builder behind efficientnet_bN)."""
-    from timm.models.efficientnet import _gen_efficientnet
+    """timm's EfficientNet at any compound-scaling factors (its builder behind efficientnet_bN),
+    on the CPU with random weights (randomise)."""
+    return randomise(_timm_generator(w_factor, d_factor, n_classes).to_empty(device=CPU))
 
-    model = build(
-        lambda: _gen_efficientnet(
-            "efficientnet_b0", channel_multiplier=w_factor, depth_multiplier=d_factor, num_classes=n_classes
-        ),
-        META,
-    )
-    return randomise(model.to_empty(device=CPU))
+
+@lru_cache(maxsize=16)  # a property's shrinking revisits examples; meta models of L2's size are a few MB each
+def timm_scaled_meta(w_factor: float, d_factor: float, n_classes: int) -> nn.Module:
+    """timm's EfficientNet at any factors on the meta device (cached; treat as read-only)."""
+    return _timm_generator(w_factor, d_factor, n_classes)
+
+
+TIMM_GENERATOR = "timm _gen_efficientnet('efficientnet_b0', channel_multiplier=w, depth_multiplier=d)"
+
+
+def _timm_generator(w_factor: float, d_factor: float, n_classes: int) -> nn.Module:
+    """timm's generator on the meta device, without timm's weight initialisation: its values would
+    be meaningless there (and randomise replaces them), and on meta it costs half the build."""
+    from timm.models import efficientnet
+
+    with mock.patch.object(efficientnet, "efficientnet_init_weights", return_value=None):
+        return build(
+            lambda: efficientnet._gen_efficientnet(
+                "efficientnet_b0", channel_multiplier=w_factor, depth_multiplier=d_factor, num_classes=n_classes
+            ),
+            META,
+        )
+
+
+def structure(factory: Callable[[], nn.Module]) -> nn.Module:
+    """``factory()`` on the meta device for looking at its structure (shapes, counts, module
+    settings), or on the CPU when it cannot be built on meta (e.g. data-dependent construction)."""
+    try:
+        return build(factory, META)
+    except Exception:  # the CPU build below raises the genuine error, if there is one
+        return build(factory)
 
 
 @torch.no_grad()
@@ -287,12 +313,17 @@ def _last_bn_of_residual_branch(module: nn.Module) -> nn.Module | None:
     return None
 
 
+def _is_reference_block(module: nn.Module) -> bool:
+    return hasattr(module, "has_skip") or hasattr(module, "use_res_connect")
+
+
 @torch.no_grad()
 def damp_residual_branches(ref: nn.Module) -> nn.Module:
-    """Scale the last BN weight of every residual branch of a timm or torchvision EfficientNet."""
+    """Scale the last BN weight of every residual branch of a timm or torchvision EfficientNet
+    (at small depth factors there may be none: every stage one block that changes the width)."""
+    if not any(map(_is_reference_block, ref.modules())):
+        raise AssertionError(f"found no block of timm or torchvision in {type(ref).__name__}")
     damped = [bn for bn in map(_last_bn_of_residual_branch, ref.modules()) if bn is not None]
-    if not damped:
-        raise AssertionError(f"found no residual block in {type(ref).__name__} (timm or torchvision expected)")
     for bn in damped:
         bn.weight.mul_(RESIDUAL_DAMPING)
     return ref

@@ -1,10 +1,11 @@
 """Hypothesis strategies for the property tests, in one place.
 
 Sizes are bounded so that every example stays cheap on a CPU: whole models are built
-with ``w_factor`` in [0.1, 0.5] and ``d_factor`` in [0.1, 0.6] (widths 8-160 before the
-head, one to three blocks per stage), images are at most 64 px, batches at most 4, and
-single blocks have at most 24 input channels.  The scaling properties, which build
-nothing, range much wider.
+with ``w_factor`` in [0.1, 0.5] (0.01 for the residual rule) and ``d_factor`` in [0.1, 0.6]
+(widths 8-160 before the head, one to three blocks per stage), images are at most 64 px,
+batches at most 4, and single blocks have at most 24 input channels.  The scaling properties,
+which build nothing, and the structure properties, which build on the meta device, range much
+wider.
 """
 
 from __future__ import annotations
@@ -38,8 +39,24 @@ scale_factors = st.one_of(
     st.sampled_from(_variant_factors),
 )
 
+# --- Whole models on the meta device (structure only): any factors a user might pass ------
+# Width factors 0.05-5 and depth factors 0.05-6 (beyond L2's 4.3 and 5.3; 690M parameters at the
+# top, shapes without data), as arbitrary floats and as the two-decimal values people write.
+structure_width_factors = st.one_of(
+    st.floats(0.05, 5.0, allow_nan=False, allow_subnormal=False), st.integers(5, 500).map(lambda n: n / 100)
+)
+structure_depth_factors = st.one_of(
+    st.floats(0.05, 6.0, allow_nan=False, allow_subnormal=False), st.integers(5, 600).map(lambda n: n / 100)
+)
+structure_class_counts = st.integers(1, 2000)
+
 # --- Whole models: small enough to build and run in tens of milliseconds -----------------
 model_width_factors = st.floats(0.1, 0.5, allow_nan=False, allow_subnormal=False)
+# Down to 0.01, where every width before the head is 8: the first block of a stride-1 stage then
+# keeps its width and must have a residual connection (BLOCK-4 at model level).
+narrow_width_factors = st.one_of(
+    st.floats(0.01, 0.5, allow_nan=False, allow_subnormal=False), st.sampled_from([0.01, 0.05, 0.25])
+)
 model_depth_factors = st.floats(0.1, 0.6, allow_nan=False, allow_subnormal=False)
 class_counts = st.integers(1, 20)
 batch_sizes = st.integers(1, 4)

@@ -1,0 +1,58 @@
+"""The adapters of real implementations (tests/forks/torchvision_adapter.py,
+tests/forks/efficientnet_pytorch_adapter.py) are the tutorial's API, so that their verdicts can be
+regenerated (`python tests/forks/verdicts.py`).
+
+A cheap subset: the API checks (API-1, API-2 at load) and one forward of a small model with the
+tutorial's module structure.  The verdicts themselves take the whole conformance suite.  Where a
+library is not installed, its adapter's tests skip and say so.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from types import ModuleType
+
+import pytest
+import torch
+from torch import nn
+
+from tests.forks import verdicts
+from tests.support import impl as impl_api
+
+ADAPTERS = [pytest.param(lib, id=lib.name) for lib in verdicts.LIBRARIES.values()]
+
+
+def _load(lib: verdicts.Library) -> ModuleType:
+    if importlib.util.find_spec(lib.module) is None:
+        pytest.skip(f"{lib.name} is not installed (pip install {lib.name}): its adapter {lib.adapter} cannot load")
+    return impl_api.load(str(verdicts.ROOT / lib.adapter))
+
+
+@pytest.mark.parametrize("lib", ADAPTERS)
+def test_adapter_is_the_tutorials_api(lib: verdicts.Library) -> None:
+    module = _load(lib)
+    assert impl_api.api_problems(module) == [], f"{lib.adapter} is not the tutorial's API"
+
+
+@pytest.mark.parametrize("lib", ADAPTERS)
+def test_adapter_builds_a_small_model_in_the_tutorials_layout(lib: verdicts.Library) -> None:
+    module = _load(lib)
+    torch.manual_seed(0)
+    model = module.EfficientNet(0.25, 0.34, 5).eval()
+    assert [n for n, _ in model.named_children()] == ["stem", "stages", "pre", "pool_flatten", "head"]
+    assert len(model.stages) == 7
+    sequential = module.EfficientNetSequential(0.25, 0.34, 5)
+    assert isinstance(sequential, nn.Sequential) and len(sequential) == 11
+    with torch.no_grad():
+        logits = model(torch.randn(2, 3, 64, 64))  # a size both libraries' padding handles
+    assert logits.shape == (2, 5)
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("lib", ADAPTERS)
+def test_adapter_wraps_the_librarys_own_modules(lib: verdicts.Library) -> None:
+    """Re-wiring, not re-implementing: the blocks of the model are the library's classes."""
+    module = _load(lib)
+    model = module.EfficientNet(0.25, 0.34, 5)
+    kinds = {type(m).__module__.split(".")[0] for m in model.stages.modules() if not isinstance(m, nn.Sequential)}
+    assert lib.module in kinds, f"{lib.adapter}: the stages hold no module of {lib.module} ({sorted(kinds)})"

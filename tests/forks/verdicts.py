@@ -1,0 +1,235 @@
+"""Verdicts of real implementations: torchvision's EfficientNet and efficientnet-pytorch, each behind the
+tutorial's API through an adapter in tests/forks/, run through the conformance suite; the verdicts are
+written to docs/torchvision-verdict.md and docs/efficientnet-pytorch-verdict.md.
+
+    python tests/forks/verdicts.py                       # both (about two minutes each on 2 cores)
+    python tests/forks/verdicts.py efficientnet-pytorch  # one
+    python tests/forks/verdicts.py --slow                # the whole suite, slow tests included
+
+Each run is `pytest tests/conformance --impl tests/forks/<adapter>.py -m "not slow" -n 2 --report ...`
+with the hypothesis profile `ci` (derandomized: the same verdict on every run).  A library that is not
+installed is reported and left out (exit status 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+
+@dataclass(frozen=True)
+class Library:
+    name: str  # as on the package index
+    module: str  # the import name
+    adapter: str  # relative to ROOT
+    title: str
+    builds: str  # what the adapter builds, for the page's header
+    source_reading: tuple[str, ...]  # departures read off the library's source, for the reader to compare
+
+
+LIBRARIES = {
+    lib.name: lib
+    for lib in (
+        Library(
+            name="torchvision",
+            module="torchvision",
+            adapter="tests/forks/torchvision_adapter.py",
+            title="torchvision's EfficientNet",
+            builds=(
+                "`EfficientNet(w, d, n)` is the model torchvision's `efficientnet_b0` builds, with the factors given "
+                "to `_efficientnet_conf` (torchvision's path to any factors) and its default dropout 0.2 and "
+                "stochastic depth 0.2; `efficientnet_bN` is torchvision's `efficientnet_bN`; `MBConv` is "
+                "torchvision's `MBConv` on an `_MBConvConfig` with `nn.BatchNorm2d`; widths are rounded by "
+                "`_MBConvConfig.adjust_channels`, depths by `MBConvConfig.adjust_depth`"
+            ),
+            source_reading=(
+                "the head is `4 x` the last stage's width (`last_channel=None`), where the reference code and "
+                "timm round `1280 w`: the same for B0-B7 and w = 0.25, different at most other factors "
+                "(w = 0.33: 416 vs 424)",
+                "B5-B7 are built with `BatchNorm2d(eps=1e-3, momentum=0.01)` (TensorFlow's values, for the ported "
+                "weights); B0-B4 and other factors use PyTorch's defaults (1e-5, 0.1)",
+                "a block expands to `_make_divisible(n_in x e, 8)` channels, and adds an expansion conv when "
+                "`e = 1` but `n_in` is not a multiple of 8: only blocks built alone with such `n_in` show it (every "
+                "width of the network is a multiple of 8)",
+                "padding `(k - 1) // 2`, stochastic depth `0.2 k / N`, classifier dropout 0.2-0.5, SE width "
+                "`max(1, n_in // 4)`: as the spec",
+            ),
+        ),
+        Library(
+            name="efficientnet-pytorch",
+            module="efficientnet_pytorch",
+            adapter="tests/forks/efficientnet_pytorch_adapter.py",
+            title="efficientnet-pytorch (lukemelas), a TensorFlow-faithful port",
+            builds=(
+                '`EfficientNet(w, d, n)` is `EfficientNet.from_name("efficientnet-b0", width_coefficient=w, '
+                "depth_coefficient=d, num_classes=n)` (the library's documented way to other factors); "
+                '`efficientnet_bN` is `EfficientNet.from_name("efficientnet-bN")`; `MBConv` is the library\'s '
+                "`MBConvBlock` with B0's `GlobalParams` (and no image size); widths and depths are rounded by "
+                "`round_filters` and `round_repeats`; each block is called with the drop-connect rate the "
+                "library's `forward` gives it"
+            ),
+            source_reading=(
+                "BatchNorm eps 1e-3 and momentum 0.01 (`1 - 0.99`, TensorFlow's decay) everywhere",
+                'TensorFlow "same" padding: in the models computed once for the native resolution '
+                "(`Conv2dStaticSamePadding`), so at other sizes the padding is wrong (57x71 gives a 28x35 stem, "
+                "not 29x36) and small inputs crash; in a block built alone, dynamic and asymmetric (more at the "
+                "bottom and right) for stride 2 on even sizes",
+                "the first block of each stage gets its stride as a list (`[1]`), and `MBConvBlock` tests "
+                "`stride == 1`, so the first block of a stride-1 stage has no residual connection whenever it "
+                "keeps its width (at small width factors, e.g. w = 0.01 where every width is 8)",
+                "classifier dropout 0.2-0.5 per variant and drop-connect `0.2 k / N`, SE width "
+                "`max(1, int(0.25 n_in))`, head `round_filters(1280)`: as the spec",
+            ),
+        ),
+    )
+}
+
+
+def verdict_path(lib: Library) -> Path:
+    return ROOT / "docs" / f"{lib.name}-verdict.md"
+
+
+def report_path(lib: Library) -> Path:
+    return ROOT / "reports" / "verdicts" / lib.name
+
+
+def version(lib: Library) -> str | None:
+    try:
+        return importlib.metadata.version(lib.name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def run_suite(lib: Library, slow: bool, extra: list[str]) -> tuple[int, str]:
+    marks = [] if slow else ["-m", "not slow"]
+    cmd = [sys.executable, "-m", "pytest", "tests/conformance", "--impl", lib.adapter, "-p", "no:cacheprovider"]
+    cmd += ["-q", "--tb=no", "-n", "2", *marks, "--report", str(report_path(lib).relative_to(ROOT)), *extra]
+    env = {**os.environ, "EFFNET_HYPOTHESIS_PROFILE": "ci"}
+    print("$", " ".join(cmd[2:]), flush=True)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+STATUS = {
+    "FAILED": "**fails**",
+    "passed": "passes",
+    "partial": "passes (some cases skipped)",
+    "skipped": "skipped",
+    "XFAIL": "expected failure",
+    "not run": "not tested: no conformance test cites it",
+}
+
+
+def _cell(text: str, limit: int = 360) -> str:
+    text = re.sub(r"\+?-{8,}\+?", " ", " ".join(text.split())).replace("|", "\\|").strip()  # hypothesis' boxes
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def render(lib: Library, payload: dict[str, Any], slow: bool, lib_version: str) -> str:
+    import torch
+
+    rows = [r for r in payload["clauses"] if not str(r["clause"]).startswith("EXT-")]
+    extras = [str(r["clause"]) for r in payload["clauses"] if str(r["clause"]).startswith("EXT-")]
+    failed = [str(r["clause"]) for r in rows if r["status"] == "FAILED"]
+    passed = [str(r["clause"]) for r in rows if r["status"] in ("passed", "partial")]
+    roots = [str(c) for c in payload.get("root_causes", [])]
+    selection = (
+        "the whole conformance suite"
+        if slow
+        else 'the conformance suite without the tests marked slow (`-m "not slow"`)'
+    )
+    command = f"pytest tests/conformance --impl {lib.adapter} -n 2" + ("" if slow else ' -m "not slow"')
+    today = datetime.datetime.now(datetime.UTC).date().isoformat()
+    lines = [
+        f"<!-- Generated by `python tests/forks/verdicts.py {lib.name}`; do not edit. -->",
+        "",
+        f"# {lib.title}, held to the spec",
+        "",
+        f"{lib.title} ({lib.name} {lib_version}), put behind the tutorial's API by the adapter "
+        f"[`{lib.adapter}`](../{lib.adapter}), which only re-wires the library's own modules into the tutorial's "
+        f"layout and fixes none of its departures: {lib.builds}. Tested with",
+        "",
+        "```",
+        f"python tests/forks/verdicts.py {lib.name}" + (" --slow" if slow else ""),
+        f"# runs: {command} --report ...",
+        "```",
+        "",
+        f"{selection.capitalize()}; hypothesis profile `ci`; {lib.name} {lib_version}, torch {torch.__version__}; "
+        f"generated {today}.",
+        "",
+        "Where the library departs from the spec, read off its source (for comparison with what the suite names):",
+        "",
+        *(f"- {item}" for item in lib.source_reading),
+        "",
+        f"**Verdict: {lib.name} fails {len(failed)} of the {len(rows)} clauses of the EfficientNet spec** "
+        f"({', '.join(failed) or 'none'}), and passes {len(passed)}. The clauses of effnet's own extras "
+        f"({', '.join(extras)}) are not held to forks.",
+    ]
+    if "root_causes" in payload:
+        consequences = [c for c in failed if c not in roots]
+        lines += [
+            "",
+            f"**Root causes** (failed clauses not explained by another failed clause): {', '.join(roots) or 'none'}"
+            + (f"; their consequences: {', '.join(consequences)}." if consequences else "."),
+        ]
+    lines += [
+        "",
+        "| Clause | Title | Result | Why (the most specific failing test) | Erratum or convention named |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        why = "" if r["status"] == "passed" else _cell(str(r.get("detail", "")))
+        errata = _cell("; ".join(str(e) for e in r.get("errata", [])), 240)
+        status = STATUS.get(str(r["status"]), str(r["status"]))
+        if r["clause"] in roots:
+            status += " (root cause)"
+        lines.append(f"| {r['clause']} | {r['title']} | {status} | {why} | {errata} |")
+    return "\n".join(lines) + "\n"
+
+
+def produce(lib: Library, slow: bool, extra: list[str]) -> bool:
+    lib_version = version(lib)
+    if lib_version is None:
+        print(f"{lib.name} is not installed: no verdict for it (pip install {lib.name})")
+        return False
+    returncode, output = run_suite(lib, slow, extra)
+    report = report_path(lib).with_suffix(".json")
+    if returncode not in (0, 1) or not report.exists():
+        print(output)
+        print(f"{lib.name}: pytest exit status {returncode}, no verdict")
+        return False
+    payload = json.loads(report.read_text())
+    path = verdict_path(lib)
+    path.write_text(render(lib, payload, slow, lib_version))
+    print("\n".join(output.strip().splitlines()[-2:]))
+    print(f"wrote {path.relative_to(ROOT)}")
+    return True
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("libraries", nargs="*", help=f"any of {', '.join(LIBRARIES)} (default: all)")
+    parser.add_argument("--slow", action="store_true", help="run the whole suite, slow tests included")
+    args, extra = parser.parse_known_args()
+    unknown = [name for name in args.libraries if name not in LIBRARIES]
+    if unknown:
+        parser.error(f"unknown library {', '.join(unknown)}; choose from {', '.join(LIBRARIES)}")
+    chosen = args.libraries or list(LIBRARIES)
+    results = [produce(LIBRARIES[name], args.slow, extra) for name in chosen]
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,7 +10,7 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-pytest_plugins = ["tests.support.plugin"]
+pytest_plugins = ["tests.support.plugin", "tests.support.baseline"]
 
 # pytest-xdist already runs one worker per core: more than one intra-op thread per worker
 # oversubscribes the cores, and OpenMP's spinning threads then slow every worker down (about

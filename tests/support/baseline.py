@@ -1,0 +1,228 @@
+"""The baseline of the refactor check (clause REF-1, option ``--baseline REF``).
+
+REF is either a git revision of this checkout (``main``, ``HEAD~3``, a tag or a commit): its
+``effnet/`` is extracted with ``git archive`` into a temporary folder and imported as a package
+under a name of its own, so that it lives beside the implementation under test in the same
+process; or another implementation (a module name or a ``.py`` path), loaded as ``--impl`` is.
+A git revision wins when a name is both.
+
+This module is also a pytest plugin (registered by the root conftest): it loads the baseline once
+per process in ``pytest_configure``, so that a bad REF stops the run with one usage error before
+any test runs, and it offers the ``baseline`` fixture, which skips REF-1's tests when no baseline
+was given.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib.util
+import io
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tests.support import impl as impl_loader
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = "effnet"  # the folder of the checkout that a git revision's baseline is taken from
+NO_BASELINE = (
+    "refactor check (REF-1) not requested: run with --baseline REF (a git revision of this checkout such as "
+    "main or HEAD~1, or another implementation: a module name or a .py path)"
+)
+
+
+class BaselineError(Exception):
+    """The baseline cannot be loaded; the message (one line) says why."""
+
+
+@dataclass(frozen=True)
+class Baseline:
+    ref: str  # as the user wrote it
+    description: str  # what it resolved to, for messages: "git main (3f2c1ab)" or "module mypkg.effnet"
+    module: ModuleType
+
+
+def resolve(ref: str, root: Path = ROOT) -> Baseline:
+    """The baseline named by ``ref``: a git revision of ``root``'s repository, else a module name or .py path."""
+    commit = git_commit(ref, root)
+    if commit is not None:
+        module = load_revision(ref, commit, root)
+        description = f"git {ref} ({commit[:10]})"
+    else:
+        try:
+            module = impl_loader.load(ref)
+        except impl_loader.ImplError as e:
+            message = str(e).removeprefix(f"--impl {ref}: ")
+            if message.startswith("no module named") or message == "no such file":
+                message = f"neither a git revision of {root} nor an importable module or .py file"
+            raise BaselineError(f"--baseline {ref}: {message}") from None
+        description = f"module {ref}" if not ref.endswith(".py") else f"file {ref}"
+    problems = impl_loader.api_problems(module)
+    if problems:
+        raise BaselineError(f"--baseline {ref} ({description}) is not the EfficientNet API: {'; '.join(problems)}")
+    return Baseline(ref, description, module)
+
+
+def git_commit(ref: str, root: Path = ROOT) -> str | None:
+    """The commit ``ref`` names in ``root``'s repository, or None (not a revision, no git, no repository)."""
+    if ref.startswith("-"):
+        return None  # never let a REF become a git option
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError:  # git is not installed
+        return None
+    return result.stdout.strip() if result.returncode == 0 and result.stdout.strip() else None
+
+
+_LOADED: dict[str, ModuleType] = {}
+
+
+def load_revision(ref: str, commit: str, root: Path = ROOT) -> ModuleType:
+    """Import ``effnet/`` as it is at ``commit`` as the package ``_effnet_baseline_<commit>``.
+
+    effnet imports itself by absolute name (``from effnet.model import ...``), so while the
+    revision's package executes, ``sys.modules["effnet"]`` is that package (the live entries are
+    set aside and restored afterwards); its submodules are then filed under the unique name.  Its
+    classes keep ``__module__ == "effnet.model"``: they are told apart by identity, not by name.
+    """
+    name = f"_effnet_baseline_{commit[:16]}"
+    if name in _LOADED:
+        return _LOADED[name]
+    archive = subprocess.run(["git", "archive", "--format=tar", commit, PACKAGE], cwd=root, capture_output=True)
+    if archive.returncode != 0:
+        reason = " ".join(archive.stderr.decode(errors="replace").split())
+        raise BaselineError(f"--baseline {ref}: commit {commit[:10]} has no {PACKAGE}/ folder ({reason})")
+    folder = Path(tempfile.mkdtemp(prefix=f"effnet-baseline-{commit[:10]}-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(folder, filter="data")
+    init = folder / PACKAGE / "__init__.py"
+    if not init.is_file():
+        raise BaselineError(f"--baseline {ref}: {PACKAGE}/ at commit {commit[:10]} is not a package (no __init__.py)")
+    module = _import_as(name, init, ref)
+    _LOADED[name] = module
+    return module
+
+
+def _import_as(name: str, init: Path, ref: str) -> ModuleType:
+    module_spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[str(init.parent)])
+    if module_spec is None or module_spec.loader is None:
+        raise BaselineError(f"--baseline {ref}: cannot import {init}")
+    module = importlib.util.module_from_spec(module_spec)
+
+    def own(key: str) -> bool:
+        return key == PACKAGE or key.startswith(PACKAGE + ".")
+
+    live = {key: sys.modules.pop(key) for key in list(sys.modules) if own(key)}
+    sys.modules[name] = sys.modules[PACKAGE] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as e:
+        sys.modules.pop(name, None)
+        raise BaselineError(
+            f"--baseline {ref}: importing its {PACKAGE}/ raised {type(e).__name__}: {impl_loader._one_line(e)}"
+            f"{impl_loader._blame(e)}"
+        ) from None
+    finally:
+        for key in [key for key in sys.modules if own(key)]:
+            submodule = sys.modules.pop(key)
+            if key != PACKAGE:
+                sys.modules[name + key[len(PACKAGE) :]] = submodule
+        sys.modules.update(live)
+    return module
+
+
+# --- pytest plugin ------------------------------------------------------------------------
+BASELINE_KEY = pytest.StashKey["Baseline | None"]()
+SUMMARY_KEY = pytest.StashKey["ExactnessSummary"]()
+# User properties of a passing REF-1 test: whether every comparison was bit-identical, and if not the
+# largest relative error and where it was seen.
+EXACT = "refactor_bit_identical"
+LARGEST = "refactor_largest_difference"
+
+
+@dataclass
+class ExactnessSummary:
+    exact: int = 0
+    rounded: int = 0
+    largest: tuple[float, str] = (0.0, "")
+
+    def add(self, properties: dict[str, Any]) -> None:
+        if properties[EXACT]:
+            self.exact += 1
+            return
+        self.rounded += 1
+        err, where = properties[LARGEST]
+        self.largest = max(self.largest, (float(err), str(where)))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    ref = config.getoption("--baseline", None)
+    config.stash[SUMMARY_KEY] = ExactnessSummary()
+    config.stash[BASELINE_KEY] = None
+    if ref:
+        try:
+            config.stash[BASELINE_KEY] = resolve(ref)
+        except BaselineError as e:
+            raise pytest.UsageError(f"cannot load the baseline: {e}") from None
+
+
+@pytest.fixture(scope="session")
+def baseline(pytestconfig: pytest.Config) -> Baseline:
+    """The baseline of the refactor check; skips the test (REF-1) when --baseline is not given."""
+    found = pytestconfig.stash.get(BASELINE_KEY, None)
+    if found is None:
+        pytest.skip(NO_BASELINE)
+    return found
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    cited = {c for item in items for m in item.iter_markers("clause") for c in m.args}
+    if config.stash.get(BASELINE_KEY, None) is not None and "REF-1" not in cited:
+        message = "--baseline is given, but no REF-1 test is selected (add tests/refactor)"
+        warnings.warn(pytest.PytestWarning(message), stacklevel=1)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # In the controller under xdist too: the outcome travels in the report's user properties.
+    properties = dict(report.user_properties)
+    if EXACT in properties and report.when == "call" and report.passed and _CONFIG is not None:
+        _CONFIG.stash[SUMMARY_KEY].add(properties)
+
+
+_CONFIG: pytest.Config | None = None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    global _CONFIG
+    _CONFIG = session.config
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    found = config.stash.get(BASELINE_KEY, None)
+    if hasattr(config, "workerinput") or found is None:
+        return
+    summary = config.stash[SUMMARY_KEY]
+    line = f"refactor check against {found.description}: {summary.exact} passing REF-1 test(s) bit-identical"
+    if summary.rounded:
+        err, where = summary.largest
+        line += (
+            f", {summary.rounded} equal only within float32 rounding (largest relative difference {err:.2g}: {where})"
+        )
+    terminalreporter.write_line(line, bold=True)

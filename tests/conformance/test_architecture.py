@@ -20,6 +20,7 @@ from hypothesis import example, given
 from torch import nn
 
 from tests.support import reference, spec, strategies, torchutil
+from tests.support.evidence import blame
 
 NAMED = spec.variants(include_optional=False)
 OPTIONAL = [n for n in spec.variants() if n not in NAMED]  # b8, l2 (API-5): large, so slow
@@ -35,6 +36,13 @@ SMALL_INPUT = (2, 3, 57, 71)
 def _shape_report(actual: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...]]) -> str:
     rows = [f"  {k}: {actual.get(k)} (timm {v})" for k, v in expected.items() if actual.get(k) != v]
     return "\n".join(rows)
+
+
+def _part(actual: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...]]) -> str:
+    """The clause of the first output whose shape differs: the stem (ARCH-2), a stage (ARCH-6),
+    the head conv or logits (ARCH-4)."""
+    first = next((k for k, v in expected.items() if actual.get(k) != v), "")
+    return "ARCH-2" if first == "stem" else "ARCH-4" if first in ("head conv", "logits") else "ARCH-6"
 
 
 def _expected_toml_shapes(name: str) -> dict[str, tuple[int, ...]] | None:
@@ -57,15 +65,18 @@ def test_stage_shapes_at_native_resolution_match_timm(impl, name):
     ref = reference.timm_meta(name)
     expected = reference.run_pass(ref, reference.timm_taps(ref), shape).shapes
     actual = reference.impl_pass(impl, name, shape, count_macs=True).shapes  # the pass test_table2 uses
-    assert actual == expected, (
-        f"efficientnet_{name} at {shape[-1]}x{shape[-1]}: output shapes differ from timm's:\n"
-        + _shape_report(actual, expected)
-    )
+    with blame(_part(actual, expected)):
+        assert actual == expected, (
+            f"efficientnet_{name} at {shape[-1]}x{shape[-1]}: output shapes differ from timm's:\n"
+            + _shape_report(actual, expected)
+        )
     recorded = _expected_toml_shapes(name)
     if recorded is not None:
-        assert actual == recorded, (
-            f"efficientnet_{name}: output shapes differ from spec/expected.toml:\n" + _shape_report(actual, recorded)
-        )
+        with blame(_part(actual, recorded)):
+            assert actual == recorded, (
+                f"efficientnet_{name}: output shapes differ from spec/expected.toml:\n"
+                + _shape_report(actual, recorded)
+            )
 
 
 @pytest.mark.clause("ARCH-6", "ARCH-2", "ARCH-4")
@@ -74,10 +85,11 @@ def test_stage_shapes_at_small_odd_resolution_match_timm(impl, name):
     ref = reference.timm_meta(name)
     expected = reference.run_pass(ref, reference.timm_taps(ref), SMALL_INPUT).shapes
     actual = reference.impl_pass(impl, name, SMALL_INPUT).shapes
-    assert actual == expected, (
-        f"efficientnet_{name} on input {SMALL_INPUT}: output shapes differ from timm's:\n"
-        + _shape_report(actual, expected)
-    )
+    with blame(_part(actual, expected)):
+        assert actual == expected, (
+            f"efficientnet_{name} on input {SMALL_INPUT}: output shapes differ from timm's:\n"
+            + _shape_report(actual, expected)
+        )
 
 
 def _first_kind_mismatch(model: nn.Module, ref: nn.Module) -> str | None:
@@ -95,7 +107,10 @@ def _first_kind_mismatch(model: nn.Module, ref: nn.Module) -> str | None:
 def test_parameter_and_buffer_shapes_match_timm_in_order(impl, name):
     model, ref = reference.impl_shapes_only(impl, name), reference.timm_meta(name)
     problem = torchutil.first_shape_mismatch(model, ref)
-    assert problem is None, f"efficientnet_{name} state_dict differs from timm's at {problem}"
+    # The same tensors in another order break API-4 only; other tensors break ARCH-5 (and API-4 with it).
+    reordered = sorted(spec.shape_signature(model)) == sorted(spec.shape_signature(ref))
+    with blame("API-4" if reordered else "ARCH-5"):
+        assert problem is None, f"efficientnet_{name} state_dict differs from timm's at {problem}"
     problem = _first_kind_mismatch(model, ref)
     assert problem is None, f"efficientnet_{name} state_dict differs from timm's at {problem}"
     recorded = spec.expected().get("variants", {}).get(name, {}).get("fingerprint")
@@ -151,6 +166,23 @@ def test_state_dict_matches_timms_generator_at_any_factors(impl, w, d, n):
         assert problem is None, f"{where}: state_dict differs at {problem}"
         count = sum(p.numel() for p in model.parameters())
         assert count == expected, f"{where}: {count:,} parameters, timm's has {expected:,}"
+
+
+@pytest.mark.clause("ARCH-4")
+@given(w=strategies.structure_width_factors, n=strategies.structure_class_counts)
+@example(w=0.33, n=10)  # torchvision's rule, 4 x the last stage's 104 channels, gives 416, not 424
+@example(w=0.05, n=1)
+def test_head_conv_has_the_scaled_1280_channels_at_any_width(impl, w, n):
+    """The head conv (API-3 ``pre``) maps the last stage's width to scale_width(1280, w), as timm's
+    generator does (one block per stage: the depth does not change the head)."""
+    model = reference.structure(lambda: impl.EfficientNet(w, 0.05, n))
+    ref = reference.timm_scaled_meta(w, 0.05, n)
+    got = [tuple(t.shape) for t in model.pre.state_dict().values() if t.ndim == 4]
+    want = tuple(ref.conv_head.weight.shape)
+    assert got == [want], (
+        f"EfficientNet({w!r}, 0.05, {n}).pre has convolution weights {got}, want one of shape {want}: "
+        f"{want[1]} -> {want[0]} channels, as in {reference.TIMM_GENERATOR}"
+    )
 
 
 @pytest.mark.clause("ARCH-4")

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from torch import Tensor, nn
 
 from tests.support import spec, strategies, torchutil
+from tests.support.evidence import blame
 
 FALSE_FAILURE = 1e-9  # per binomial check; a test makes at most a few dozen
 # Kept and dropped samples differ by the whole branch, which the tests make at least 1% of the
@@ -236,11 +237,26 @@ def schedule_problems(model: nn.Module, device: torch.device, samples: int, what
             dropped = dropped_samples(out, x, want - x, p, where)
         except AssertionError as e:
             problems.append(str(e))
+            # Not stochastic depth (REG-1); the rate it drops with is still REG-2's.
+            zeroed = int(((out - x) == 0).sum())
+            problem = rate_problem(zeroed, out.numel(), p, f"{where}: elements of the branch")
+            if problem:
+                problems.append(problem)
             continue
         problem = rate_problem(int(dropped.sum()), m, p, where)
         if problem:
             problems.append(problem)
     return problems
+
+
+REG1_PROBLEMS = ("neither dropped as a whole", "no residual, but the train-mode output is random")
+
+
+def schedule_blame(problems: list[str]) -> tuple[str, ...]:
+    """REG-1 for blocks that are not stochastic depth, REG-2 for wrong rates."""
+    reg1 = any(any(m in p for m in REG1_PROBLEMS) for p in problems)
+    reg2 = any(not any(m in p for m in REG1_PROBLEMS) for p in problems)
+    return (("REG-1",) if reg1 else ()) + (("REG-2",) if reg2 else ())
 
 
 @pytest.mark.clause("REG-2", "REG-1")
@@ -260,7 +276,8 @@ def test_drop_rate_rises_linearly_with_the_global_block_index(impl, device):
     torch.manual_seed(0)
     model = impl.EfficientNet(0.01, 1.0, 10).to(device)
     problems = schedule_problems(model, device, 20_000, "EfficientNet(0.01, 1.0)")
-    assert not problems, "stochastic-depth schedule (REG-2):\n  " + "\n  ".join(problems)
+    with blame(*schedule_blame(problems)):
+        assert not problems, "stochastic-depth schedule (REG-2):\n  " + "\n  ".join(problems)
 
 
 @pytest.mark.clause("REG-2", "REG-1")
@@ -273,7 +290,8 @@ def test_drop_schedule_for_any_depth_factor(impl, device, d):
     torch.manual_seed(0)
     model = impl.EfficientNet(0.01, d, 10).to(device)
     problems = schedule_problems(model, device, 3000, f"EfficientNet(0.01, {d!r})")
-    assert not problems, "stochastic-depth schedule (REG-2):\n  " + "\n  ".join(problems)
+    with blame(*schedule_blame(problems)):
+        assert not problems, "stochastic-depth schedule (REG-2):\n  " + "\n  ".join(problems)
 
 
 # --- REG-3: classifier dropout ----------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from tests.support import spec, strategies, torchutil
+from tests.support.evidence import blame
 
 SCALING = spec.data()["scaling"]
 DIVISOR: int = SCALING["width_divisor"]
@@ -164,10 +166,14 @@ def test_scaling_a_multiple_of_8_by_one_keeps_it(impl, n):
 def test_scaler_returns_nine_scaled_widths_and_seven_ceil_depths(impl, w, d):
     widths, depths = impl.efficientnet_scaler(w, d)
     want_widths = [spec_scale_width(x, w) for x in spec.base_widths()]
-    assert list(widths) == want_widths, f"efficientnet_scaler({w!r}, {d!r}) widths {list(widths)}, want {want_widths}"
-    assert list(depths) == spec_depths(d), (
-        f"efficientnet_scaler({w!r}, {d!r}) depths {list(depths)}, want ceil(d * depth) = {spec_depths(d)}"
-    )
+    with blame("SCALE-3"):
+        assert list(widths) == want_widths, (
+            f"efficientnet_scaler({w!r}, {d!r}) widths {list(widths)}, want {want_widths}"
+        )
+    with blame("SCALE-2"):
+        assert list(depths) == spec_depths(d), (
+            f"efficientnet_scaler({w!r}, {d!r}) depths {list(depths)}, want ceil(d * depth) = {spec_depths(d)}"
+        )
     assert all(isinstance(n, int) for n in [*widths, *depths]), "widths and depths must be ints"
 
 
@@ -277,6 +283,22 @@ def _conv_weights(block: nn.Module) -> list[tuple[int, ...]]:
 def test_stages_have_the_scaled_depths_widths_kernels_and_strides(impl, device, w, d):
     widths, depths = [spec_scale_width(x, w) for x in spec.base_widths()], spec_depths(d)
     stages = spec.data()["base"]["stages"]
+    # A failure is the scaler's when it gives other depths (SCALE-2) or widths (SCALE-3), else the stages' (ARCH-3).
+    scaled_widths, scaled_depths = (list(t) for t in impl.efficientnet_scaler(w, d))
+    culprit = "SCALE-2" if scaled_depths != depths else "SCALE-3" if scaled_widths != widths else "ARCH-3"
+    with blame(culprit):
+        _check_stages(impl, device, w, d, widths, depths, stages)
+
+
+def _check_stages(
+    impl: ModuleType,
+    device: torch.device,
+    w: float,
+    d: float,
+    widths: list[int],
+    depths: list[int],
+    stages: list[dict[str, Any]],
+) -> None:
     model = impl.EfficientNet(w, d, 3).to(device).eval()
     assert [len(s) for s in model.stages] == depths, (
         f"EfficientNet({w!r}, {d!r}) has {[len(s) for s in model.stages]} blocks per stage, want {depths}"

@@ -40,6 +40,14 @@ class Fork:
     description: str
     clauses: tuple[str, ...]
     patches: tuple[Patch, ...]
+    # A justified exception: the root causes the report names instead of ``clauses``, and why.
+    root_causes: tuple[str, ...] = ()
+    root_causes_reason: str = ""
+
+    @property
+    def expected_roots(self) -> tuple[str, ...]:
+        """The root causes the conformance report must name for this mutant: exactly these."""
+        return self.root_causes or self.clauses
 
     @property
     def module_name(self) -> str:
@@ -66,7 +74,8 @@ def load(path: Path = CORPUS) -> list[Fork]:
     problems += [f"name {n!r} is used twice" for n in sorted({n for n in names if names.count(n) > 1})]
     known = spec.clauses()
     for fork in forks:
-        problems += [f"{fork.name}: clause {c!r} is not in spec/SPEC.md" for c in fork.clauses if c not in known]
+        cited = (*fork.clauses, *fork.root_causes)
+        problems += [f"{fork.name}: clause {c!r} is not in spec/SPEC.md" for c in cited if c not in known]
     if problems:
         raise CorpusError(f"{path}:\n  " + "\n  ".join(problems))
     return forks
@@ -74,7 +83,7 @@ def load(path: Path = CORPUS) -> list[Fork]:
 
 def _parse(kind: str, index: int, entry: dict[str, Any], problems: list[str]) -> Fork | None:
     where = f"[[{kind}]] #{index + 1} ({entry.get('name', '?')})"
-    allowed = {"name", "description", "clauses", "patch"}
+    allowed = {"name", "description", "clauses", "patch", "root_causes", "root_causes_reason"}
     if extra := set(entry) - allowed:
         problems.append(f"{where}: unknown keys {sorted(extra)}")
     name, description = entry.get("name", ""), entry.get("description", "")
@@ -96,7 +105,10 @@ def _parse(kind: str, index: int, entry: dict[str, Any], problems: list[str]) ->
         patches.append(Patch(p["old"], p["new"], int(p.get("count", 1))))
     if kind == "mutant" and not patches:
         problems.append(f"{where}: a mutant needs at least one patch")
-    return Fork(kind, name, description, clauses, tuple(patches))
+    roots, reason = tuple(entry.get("root_causes", ())), str(entry.get("root_causes_reason", ""))
+    if bool(roots) != bool(reason):
+        problems.append(f"{where}: root_causes (an exception to `clauses`) needs a root_causes_reason, and back")
+    return Fork(kind, name, description, clauses, tuple(patches), roots, reason)
 
 
 def apply(fork: Fork, source: str) -> str:

@@ -3,6 +3,7 @@
 $EFFNET_DURATIONS_OUT   record how long each test takes (on a correct fork);
 $EFFNET_DURATIONS_IN    run the cheapest tests first (durations recorded on a correct fork);
 $EFFNET_FIRST_CLAUSES   run the tests citing these clauses (comma-separated) before the others;
+$EFFNET_ONLY_CLAUSES    run only the tests citing at least one of these clauses (comma-separated);
 $EFFNET_NO_SHRINK       do not shrink hypothesis' failing examples (the profile otherwise unchanged);
 $EFFNET_FAILURES_OUT    write the IDs of the tests that failed (the runner's --matrix).
 
@@ -38,7 +39,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    only = set(filter(None, os.environ.get("EFFNET_ONLY_CLAUSES", "").split(",")))
+    if only:
+        kept = [i for i in items if {c for m in i.iter_markers("clause") for c in m.args} & only]
+        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+        items[:] = kept
     path = os.environ.get("EFFNET_DURATIONS_IN")
     known = json.loads(Path(path).read_text()) if path and Path(path).exists() else {}
     unknown = statistics.median(known.values()) if known else 0.0  # a new test: neither first nor last

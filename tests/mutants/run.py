@@ -1,9 +1,12 @@
 """Hold the conformance suite to the mutant corpus (tests/mutants/corpus.toml).
 
 Every mutant (a plausible bug patched into a copy of effnet/model.py) must be REJECTED: the
-conformance suite fails on it, or refuses to load it.  Every variation (effnet written
-differently, the same function) must be ACCEPTED: the whole non-slow conformance suite passes.
-A surviving mutant is a hole in the suite; a rejected variation is a false positive.
+conformance suite fails on it, or refuses to load it, and the report's root causes must be
+exactly the clause(s) the mutant declares (or its listed exception, `root_causes`, with the reason).
+Every variation (effnet written differently, the same function) must be ACCEPTED: the whole
+non-slow conformance suite passes.  A surviving mutant is a hole in the suite; a rejected
+variation is a false positive; a mutant whose root cause is another clause is a verdict that
+points its user at the wrong place.
 
     python tests/mutants/run.py                 # everything, two at a time (nox -s mutants)
     python tests/mutants/run.py -k se- -k drop  # forks whose name contains "se-" or "drop"
@@ -11,14 +14,14 @@ A surviving mutant is a hole in the suite; a rejected variation is a false posit
     python tests/mutants/run.py -- --maxfail 3  # extra pytest arguments after --
     python tests/mutants/run.py --matrix        # every test on every mutant: which checks can fail
 
-Each fork is `pytest tests/conformance --impl FORK -x -q -p no:cacheprovider -m "not slow" --report
+Each fork is `pytest tests/conformance --impl FORK -q -p no:cacheprovider -m "not slow" --report
 ...` with EFFNET_HYPOTHESIS_PROFILE=ci (derandomized, so that a verdict is reproducible) and one
-torch thread per run.  The variations run first and record each test's duration.  A mutant then
-runs the tests of the clauses it names first and the rest after, each group cheapest first, and
-hypothesis does not shrink its failures (tests/mutants/order.py): the same tests with the same
-examples, so the same verdict, at a fraction of the cost.  "Caught by" is therefore the clause of
-the cheapest failing test among those of the expected clauses when one of them fails, else among
-all the others: a mutant caught by another clause than the one it names shows a gap.
+torch thread per run.  The variations run first, every test, and record each test's duration.
+A mutant runs only the tests that can decide its root causes (tests/mutants/order.py): those of
+its expected root clauses R and of every clause that does not depend on R (spec/efficientnet.toml
+[dependencies]).  The tests of a clause that depends on R are left out: when R fails, such a
+clause is a consequence whether it fails or not.  Hypothesis does not shrink a mutant's failures.
+"Root causes" is the report's list; the run fails when it is not exactly R.
 The runs are forked from a server process that has imported torch, timm and torchvision once
 (--no-preload: plain subprocesses).  The table (fork, verdict, the clause(s) of the first failing
 test, the test, time) is printed and written to reports/mutants.md and reports/mutants.json.
@@ -55,8 +58,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.mutants import corpus
 
 ROOT = corpus.ROOT
-PYTEST_ARGS = ["tests/conformance", "-x", "-q", "-p", "no:cacheprovider", "-m", "not slow"]
-MATRIX_PYTEST_ARGS = [a for a in PYTEST_ARGS if a != "-x"]  # --matrix: every test, not just the first failure
+PYTEST_ARGS = ["tests/conformance", "-q", "-p", "no:cacheprovider", "-m", "not slow"]
+MATRIX_PYTEST_ARGS = PYTEST_ARGS  # --matrix: every test of every mutant
 PRELOAD = ["torch", "timm", "torchvision", "hypothesis", "numpy", "pytest", "xdist"]
 _LOAD_CLAUSE = re.compile(r"\(clause ([A-Z][A-Z0-9]*-\d+)\)")
 
@@ -69,13 +72,20 @@ class Result:
     expected: list[str]
     outcome: str  # "rejected" | "accepted" | "error" | "timeout"
     ok: bool  # a mutant rejected, a variation accepted
-    caught_by: list[str]  # the clause(s) of the first failing test (or of the load error)
-    test: str  # the first failing test, or the load error
+    caught_by: list[str]  # the report's root causes (or the clause of the load error)
+    test: str  # the first root cause's failing test, or the load error
     seconds: float
     cpu_seconds: float | None  # the run's own CPU time (with --no-preload: unknown)
     returncode: int | None
     tail: str = ""  # the end of pytest's output when something went wrong
     failed_tests: list[str] = field(default_factory=list)  # with --matrix: every test that failed
+    expected_roots: list[str] = field(default_factory=list)  # mutants: the root causes the report must name
+    exception: str = ""  # why expected_roots differ from the declared clauses (corpus root_causes_reason)
+
+    @property
+    def roots_as_declared(self) -> bool:
+        """A mutant's report names exactly its expected root causes (a variation: trivially true)."""
+        return self.kind != "mutant" or sorted(self.caught_by) == sorted(self.expected_roots)
 
     @property
     def verdict(self) -> str:
@@ -157,7 +167,14 @@ def run_one(job: Job, extra: list[str], timeout: float, preload: multiprocessing
     cpu_file = job.log.with_suffix(".cpu")
     cpu = float(cpu_file.read_text()) if cpu_file.exists() else None
     fork = job.fork
-    common = {"kind": fork.kind, "name": fork.name, "description": fork.description, "expected": list(fork.clauses)}
+    common = {
+        "kind": fork.kind,
+        "name": fork.name,
+        "description": fork.description,
+        "expected": list(fork.clauses),
+        "expected_roots": list(fork.expected_roots),
+        "exception": fork.root_causes_reason,
+    }
     if returncode is None:
         return Result(
             **common,
@@ -196,8 +213,8 @@ def run_one(job: Job, extra: list[str], timeout: float, preload: multiprocessing
 
 
 def _first_failure(report: Path, output: str, returncode: int, path: Path) -> tuple[list[str], str]:
-    """The failing clauses and test from the --report JSON (with -x there is one failing test),
-    or the clause named by a load-time error."""
+    """The root causes and the first one's failing test from the --report JSON, or the clause
+    named by a load-time error."""
     if returncode == 4:
         lines = output.strip().splitlines()
         start = next((i for i, line in enumerate(lines) if line.startswith("ERROR:")), 0)
@@ -206,10 +223,10 @@ def _first_failure(report: Path, output: str, returncode: int, path: Path) -> tu
     json_path = report.with_suffix(".json")
     if not json_path.exists():
         return [], ""
-    rows = json.loads(json_path.read_text())["clauses"]
-    failed = [r for r in rows if r["status"] == "FAILED"]
-    test = failed[0]["detail"].split(": ", 1)[0] if failed else ""
-    return [r["clause"] for r in failed], test
+    payload = json.loads(json_path.read_text())
+    roots = [r for r in payload["clauses"] if r["clause"] in payload.get("root_causes", [])]
+    test = roots[0]["detail"].split(": ", 1)[0] if roots else ""
+    return [r["clause"] for r in roots], test
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -251,8 +268,11 @@ def main(argv: list[str] | None = None) -> int:
             for n, future in enumerate(as_completed(futures), 1):
                 r = future.result()
                 results.append(r)
-                by = f" by {', '.join(r.caught_by)}" if r.caught_by else ""
-                print(f"[{n:>2}/{len(jobs)}] {r.kind} {r.name}: {r.verdict}{by} in {r.seconds:.1f} s", flush=True)
+                by = f", root causes {', '.join(r.caught_by)}" if r.caught_by else ""
+                wrong = "" if r.roots_as_declared else f" (NOT the declared {', '.join(r.expected_roots)})"
+                print(
+                    f"[{n:>2}/{len(jobs)}] {r.kind} {r.name}: {r.verdict}{by}{wrong} in {r.seconds:.1f} s", flush=True
+                )
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -273,9 +293,10 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + matrix)
     else:
         write(results, table, total, args, extra)
-    bad = [r for r in results if not r.ok]
+    bad = [r for r in results if not r.ok or not r.roots_as_declared]
     print(
-        f"\n{len(results) - len(bad)}/{len(results)} as required in {total:.0f} s; "
+        f"\n{len(results) - len(bad)}/{len(results)} as required (rejected or accepted, and the root causes "
+        f"as declared) in {total:.0f} s; "
         f"written to {Path(args.out) / ('kill-matrix.md' if args.matrix else 'mutants.md and mutants.json')}"
     )
     return 1 if bad else 0
@@ -290,7 +311,8 @@ def _job(fork: corpus.Fork, text: str, workdir: Path, profile: str, matrix: bool
         env["EFFNET_DURATIONS_OUT"] = str(workdir / f"durations-{fork.module_name}.json")
     else:
         env["EFFNET_DURATIONS_IN"] = str(workdir / "durations.json")
-        env["EFFNET_FIRST_CLAUSES"] = ",".join(fork.clauses)
+        env["EFFNET_FIRST_CLAUSES"] = ",".join(fork.expected_roots)
+        env["EFFNET_ONLY_CLAUSES"] = ",".join(deciding_clauses(fork))
         env["EFFNET_NO_SHRINK"] = "1"
     return Job(
         fork,
@@ -301,6 +323,16 @@ def _job(fork: corpus.Fork, text: str, workdir: Path, profile: str, matrix: bool
     )
 
 
+def deciding_clauses(fork: corpus.Fork) -> list[str]:
+    """The clauses whose tests decide whether the report's root causes are exactly the fork's
+    expected ones R: R, and every clause that does not depend on R.  A clause that depends on R
+    is a consequence when R fails, whatever its tests say."""
+    from tests.support import spec
+
+    roots = set(fork.expected_roots)
+    return [c for c in spec.clauses() if c in roots or not (spec.depends_on(c) & roots)]
+
+
 def _selected(fork: corpus.Fork, args: argparse.Namespace) -> bool:
     if args.only and fork.kind != args.only:
         return False
@@ -309,19 +341,34 @@ def _selected(fork: corpus.Fork, args: argparse.Namespace) -> bool:
 
 def markdown(results: list[Result], total: float, args: argparse.Namespace) -> str:
     lines = [
-        "| Kind | Fork | Violates | Verdict | Caught by | First failing test | Time (s) | CPU (s) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| Kind | Fork | Violates | Verdict | Root causes | As declared | First failing test | Time (s) | CPU (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         test = r.test.replace("|", "\\|")[:160]
+        declared = (
+            ""
+            if r.kind != "mutant"
+            else "yes"
+            if r.roots_as_declared
+            else f"**NO** (want {', '.join(r.expected_roots)})"
+        )
+        if r.exception and r.roots_as_declared:
+            declared = f"exception: {r.exception}"
         lines.append(
-            f"| {r.kind} | `{r.name}` | {', '.join(r.expected)} | {r.verdict} | {', '.join(r.caught_by)} "
+            f"| {r.kind} | `{r.name}` | {', '.join(r.expected)} | {r.verdict} | {', '.join(r.caught_by)} | {declared} "
             f"| {test} | {r.seconds:.1f} | {'' if r.cpu_seconds is None else f'{r.cpu_seconds:.1f}'} |"
         )
     mutants = [r for r in results if r.kind == "mutant"]
     variations = [r for r in results if r.kind == "variation"]
     cpu = sum(r.cpu_seconds or 0 for r in results)
+    exact = [r for r in mutants if r.roots_as_declared and not r.exception]
+    excepted = [r for r in mutants if r.roots_as_declared and r.exception]
     lines += [
+        "",
+        f"Root causes exactly the declared clause(s): {len(exact)}/{len(mutants)} mutants"
+        + (f", and {len(excepted)} as listed in their justified exception" if excepted else "")
+        + ".",
         "",
         f"Mutants rejected: {sum(r.ok for r in mutants)}/{len(mutants)}; "
         f"variations accepted: {sum(r.ok for r in variations)}/{len(variations)}; "

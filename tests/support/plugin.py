@@ -10,6 +10,7 @@ import re
 import time
 import warnings
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -84,6 +85,19 @@ def device(pytestconfig: pytest.Config) -> Any:
     import torch
 
     return torch.device(pytestconfig.getoption("--device"))
+
+
+@pytest.fixture(autouse=True)
+def float32_footing(pytestconfig: pytest.Config) -> Iterator[None]:
+    """With ``--device cuda``, TF32 off for cuDNN and matmul while each test runs, the previous
+    settings restored after it: float32 means float32 on every device (tests/support/devices.py)."""
+    if pytestconfig.getoption("--device") != "cuda":
+        yield
+        return
+    from tests.support import devices
+
+    with devices.no_tf32():
+        yield
 
 
 # --- Collection: clause markers, traceability, xfails and skips ----------------------
@@ -379,8 +393,8 @@ class ClauseReport:
         clause is a root cause or names the root causes it is a consequence of."""
         statuses = {cid: self.results.get(cid, ClauseResult()).status for cid in spec.clauses()}
         failing = [c for c, s in statuses.items() if s in ("FAILED", "XFAIL")]
-        roots, consequences = spec.root_causes(failing)
         errata = self.errata(failing)
+        roots, consequences = spec.root_causes(failing, frozenset(errata))
         rows = []
         for cid, clause in spec.clauses().items():
             r = self.results.get(cid, ClauseResult())
@@ -411,8 +425,10 @@ class ClauseReport:
             return {}
         found: dict[str, list[str]] = defaultdict(list)
         for e in spec.errata():
-            if e.clause in failing and (seen := recognised(e.id, self.module)):
-                found[e.clause].append(f"{e}: {seen}")
+            shown_in = [c for c in e.clauses if c in failing]
+            if shown_in and (seen := recognised(e.id, self.module)):
+                for c in shown_in:
+                    found[c].append(f"{e}: {seen}")
         return dict(found)
 
 

@@ -189,11 +189,13 @@ def depends_on(clause: str) -> frozenset[str]:
     return frozenset(found)
 
 
-def root_causes(failed: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+def root_causes(failed: list[str], evident: frozenset[str] = frozenset()) -> tuple[list[str], dict[str, list[str]]]:
     """Split failed clauses (in document order) into root causes, none of whose dependencies
-    failed, and consequences: clause -> the root causes among its dependencies that explain it."""
+    failed, and consequences: clause -> the root causes among its dependencies that explain it.
+    A clause in ``evident`` (its failure shows a known departure's signature) is a root cause
+    whatever else failed: the evidence shows a departure of its own."""
     failing = set(failed)
-    roots = [c for c in failed if not (depends_on(c) & failing)]
+    roots = [c for c in failed if c in evident or not (depends_on(c) & failing)]
     consequences = {c: [r for r in roots if r in depends_on(c)] for c in failed if c not in roots}
     return roots, consequences
 
@@ -210,6 +212,11 @@ class Erratum:
     spec: str
     clause: str
     signature: str
+
+    @property
+    def clauses(self) -> tuple[str, ...]:
+        """The clause(s) of the "Clause" column: the recogniser runs when one of them fails."""
+        return tuple(c.strip() for c in self.clause.split(",") if c.strip())
 
     def __str__(self) -> str:
         return f"{self.id}: {self.departure}; the spec: {self.spec}"

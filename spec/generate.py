@@ -13,6 +13,12 @@ is checked against something it did not produce.  Models are built on the meta d
 without storage), which makes L2 at 800 px free; a real CPU build of b0 is checked to give the
 same numbers on every run.
 
+Its ``[references]`` record where the references disagree (SPEC.md section 11): the head width over
+a grid of width factors, BatchNorm eps and momentum, padding, the SE width of tiny blocks, and the
+classifier dropout and stochastic depth as constructed, measured from timm (``efficientnet_`` and
+``tf_efficientnet_``), torchvision, efficientnet-pytorch and the tutorial's code, never from effnet.
+The tutorial is not part of the repository: without it, its committed entries are kept.
+
 SPEC.md's generated parts are the "Checked by:" line of every clause (from the clause markers of
 the collected suite) and the tables between ``<!-- generated: NAME -->`` and
 ``<!-- end generated: NAME -->`` (from efficientnet.toml and expected.toml).
@@ -21,12 +27,15 @@ the collected suite) and the tables between ``<!-- generated: NAME -->`` and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import math
 import sys
 import tempfile
 import time
 import tomllib
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +61,9 @@ FINGERPRINT_CONVENTION = (
 )
 
 
+TIMM_META: dict[str, Any] = {}  # timm's efficientnet_<name> on the meta device, as measure() built it
+
+
 # --- What timm's model is -----------------------------------------------------------------
 def measure(name: str, resolution: int, device: str) -> dict[str, Any]:
     """Everything expected.toml records about timm's ``efficientnet_<name>``, built on ``device``."""
@@ -62,6 +74,8 @@ def measure(name: str, resolution: int, device: str) -> dict[str, Any]:
 
     with torch.device(device):
         model = timm.create_model(f"efficientnet_{name}").eval()
+    if device == "meta":
+        TIMM_META[name] = model  # the [references] measurements read these too
     shapes: dict[str, list[int]] = {}
 
     def record(key: str) -> Any:
@@ -124,8 +138,331 @@ def generate() -> tuple[dict[str, Any], str]:
             }
         variants[name] = entry
     conventions = {"macs": MACS_CONVENTION, "fingerprint": FINGERPRINT_CONVENTION}
-    versions = f"timm {timm.__version__}, torch {torch.__version__}"
-    return {"conventions": conventions, "variants": variants}, versions
+    references, measured_tutorial = measure_references(TIMM_META)
+    if not measured_tutorial:
+        keep_tutorial_values(references)
+    versions = f"timm {timm.__version__}, torch {torch.__version__}, {reference_versions()}"
+    return {"conventions": conventions, "variants": variants, "references": references}, versions
+
+
+# --- Where the references disagree ----------------------------------------------------------------
+# Each disagreement is measured from the installed libraries (models on the meta device, a
+# convolution on the CPU where padding is probed) and from the tutorial's code when it is at hand;
+# without it, the tutorial's committed values are kept (its code is not part of this repository).
+REFERENCES = ("timm", "timm_tf", "torchvision", "efficientnet_pytorch", "tutorial")
+REFERENCE_LABELS = {
+    "spec": "the spec",
+    "timm": "timm `efficientnet_bN`",
+    "timm_tf": "timm `tf_efficientnet_bN`",
+    "torchvision": "torchvision",
+    "efficientnet_pytorch": "efficientnet-pytorch",
+    "tutorial": "the tutorial",
+}
+NAMED = tuple(f"b{n}" for n in range(8))  # the variants every reference has
+HEAD_GRID = tuple(round(0.05 + 0.01 * i, 2) for i in range(295))  # w = 0.05, 0.06, ..., 2.99
+HEAD_BUILT = (0.25, 0.33, 0.5, 1.0, 1.6, 2.0)  # where each head rule is checked against a built model
+HEAD_DEPTH = 0.1  # depth factor of those models: one block per stage, which the head does not depend on
+SE_INPUTS = tuple(range(1, 33))  # block input widths n_in of the SE comparison
+ODD_INPUT = (57, 71)  # an input size where static padding for the native size shows
+TUTORIAL_HINT = "shared/seeds/000_da33de6cc8062d0c.txt beside the clone, or $EFFNET_TUTORIAL"
+
+
+def _tutorial_fork() -> Any | None:
+    """The tutorial's code as a module (tests/forks/tutorial.py extracts it), or None without the text."""
+    from tests.forks import tutorial
+    from tests.support import impl
+
+    seed = tutorial.find_seed()
+    if seed is None:
+        return None
+    path = Path(tempfile.mkdtemp()) / "tutorial_fork.py"
+    path.write_text(tutorial.extract(seed.read_text()))
+    return impl.load(str(path))
+
+
+def _spec_width(c: float, f: float) -> int:
+    """SCALE-1 from efficientnet.toml [scaling]: the reference code's round_filters."""
+    s = spec.data()["scaling"]
+    scaled = c * f
+    new = max(s["width_min"], int(scaled + s["width_divisor"] / 2) // s["width_divisor"] * s["width_divisor"])
+    return new + s["width_divisor"] if new < s["width_round_limit"] * scaled else new
+
+
+@contextlib.contextmanager
+def _without_weight_init() -> Iterator[None]:
+    """Build models without initialising their weights: on the meta device the values mean nothing
+    (none of the [references] depends on them), and the initialisers are most of a build's cost."""
+    from unittest import mock
+
+    from timm.models import efficientnet as timm_efficientnet
+    from torch.nn import init
+
+    def keep(tensor: Any, *_args: Any, **_kwargs: Any) -> Any:
+        return tensor
+
+    initialisers = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_")
+    initialisers += ("kaiming_uniform_", "kaiming_normal_", "xavier_uniform_", "xavier_normal_")
+    with contextlib.ExitStack() as stack:
+        for name in initialisers:
+            stack.enter_context(mock.patch.object(init, name, keep))
+        stack.enter_context(mock.patch.object(timm_efficientnet, "efficientnet_init_weights", keep))
+        yield
+
+
+def _named_model(ref: str, name: str, tutorial: Any) -> Any:
+    """The reference's own constructor of variant ``name`` on the meta device."""
+    import timm
+    import torch
+    import torchvision.models as tvm
+    from efficientnet_pytorch import EfficientNet as EfficientNetPyTorch
+
+    builders = {
+        "timm": lambda: timm.create_model(f"efficientnet_{name}"),
+        "timm_tf": lambda: timm.create_model(f"tf_efficientnet_{name}"),  # bn_eps and pad_type 'same'
+        "torchvision": lambda: getattr(tvm, f"efficientnet_{name}")(),
+        "efficientnet_pytorch": lambda: EfficientNetPyTorch.from_name(f"efficientnet-{name}"),
+        "tutorial": lambda: getattr(tutorial, f"efficientnet_{name}")(),
+    }
+    with torch.device("meta"), warnings.catch_warnings(), _without_weight_init():
+        warnings.simplefilter("ignore")  # the tutorial's zero-width SE convolutions warn
+        return builders[ref]()
+
+
+def _scaled_model(ref: str, w: float, tutorial: Any) -> Any:
+    """The reference's network at width factor w (depth factor HEAD_DEPTH) on the meta device."""
+    import torch
+    from efficientnet_pytorch import EfficientNet as EfficientNetPyTorch
+    from timm.models.efficientnet import _gen_efficientnet
+    from torchvision.models import efficientnet as tv
+
+    def torchvision() -> Any:
+        setting, last_channel = tv._efficientnet_conf("efficientnet_b0", width_mult=w, depth_mult=HEAD_DEPTH)
+        return tv.EfficientNet(setting, 0.2, last_channel=last_channel)
+
+    builders = {
+        "timm": lambda: _gen_efficientnet("efficientnet_b0", channel_multiplier=w, depth_multiplier=HEAD_DEPTH),
+        "torchvision": torchvision,
+        "efficientnet_pytorch": lambda: EfficientNetPyTorch.from_name(
+            "efficientnet-b0", width_coefficient=w, depth_coefficient=HEAD_DEPTH
+        ),
+        "tutorial": lambda: tutorial.EfficientNet(w, HEAD_DEPTH),
+    }
+    with torch.device("meta"), _without_weight_init():
+        return builders[ref]()
+
+
+def _head_rule(ref: str, w: float, tutorial: Any) -> int:
+    """The head width each reference computes at width factor w, by its own scaling functions."""
+    from efficientnet_pytorch import utils as ep
+    from timm.models._efficientnet_builder import round_channels
+    from torchvision.models import efficientnet as tv
+
+    if ref == "timm":
+        return int(round_channels(1280, w, 8))  # _gen_efficientnet: num_features=round_chs_fn(1280)
+    if ref == "torchvision":  # EfficientNet: last_channel None for B0-B7, so 4 * lastconv_input_channels
+        setting, last_channel = tv._efficientnet_conf("efficientnet_b0", width_mult=w, depth_mult=1.0)
+        return int(last_channel if last_channel is not None else 4 * setting[-1].out_channels)
+    if ref == "efficientnet_pytorch":  # EfficientNet.__init__: round_filters(1280, global_params)
+        _, params = ep.get_model_params("efficientnet-b0", {"width_coefficient": w})
+        return int(ep.round_filters(1280, params))
+    return int(tutorial.efficientnet_scaler(w)[0][-1])
+
+
+def _head_width(model: Any) -> int:
+    from torch import nn
+
+    return int([m for m in model.modules() if isinstance(m, nn.Linear)][-1].in_features)
+
+
+def _batchnorm(model: Any) -> list[float]:
+    """[eps, momentum] shared by every BatchNorm of the model (an error if they are not shared)."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    pairs = {(m.eps, m.momentum) for m in model.modules() if isinstance(m, _BatchNorm)}
+    if len(pairs) != 1:
+        raise SystemExit(f"generate.py: expected one BatchNorm (eps, momentum) in {type(model).__name__}, got {pairs}")
+    eps, momentum = pairs.pop()
+    return [float(eps), float(momentum)]
+
+
+def _regularisation(ref: str, model: Any) -> list[Any]:
+    """[classifier dropout, drop probability of the last block, how a block drops] as constructed."""
+    from torch import nn
+
+    if ref in ("timm", "timm_tf"):
+        last = list(model.blocks[-1])[-1].drop_path
+        return [float(model.drop_rate), float(getattr(last, "drop_prob", 0.0)), type(last).__name__]
+    if ref == "torchvision":
+        last = list(model.features[-2])[-1].stochastic_depth
+        return [float(model.classifier[0].p), float(last.p), type(last).__name__]
+    if ref == "efficientnet_pytorch":  # forward: drop_connect_rate * idx / len(blocks), per sample (drop_connect)
+        n, rate = len(model._blocks), model._global_params.drop_connect_rate
+        return [float(model._dropout.p), float(rate * (n - 1) / n), "drop_connect"]
+    dropouts = [m.p for m in model.head.modules() if isinstance(m, nn.Dropout)]
+    last = list(model.stages[-1])[-1].dropout
+    return [float(max(dropouts, default=0.0)), float(last.p), type(last).__name__]
+
+
+def _probe_padding(conv: Any, size: tuple[int, int]) -> list[int]:
+    """[top, bottom, left, right] padding that ``conv`` applies to an input of ``size``, found by
+    running a copy of it on the CPU with a kernel that picks its centre tap from an index image."""
+    import copy
+
+    import torch
+
+    conv = copy.deepcopy(conv).to_empty(device="cpu")
+    k, s = conv.weight.shape[-1], conv.stride[0]
+    h, w = size
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, 0, k // 2, k // 2] = 1.0
+        if conv.bias is not None:
+            conv.bias.zero_()
+        index = torch.arange(1, h * w + 1, dtype=torch.float32).reshape(1, 1, h, w)
+        x = index.expand(1, conv.in_channels, h, w).contiguous()
+        y = conv(x)[0, 0]
+    first = int(y[0, 0].item()) - 1
+    top, left = k // 2 - first // w, k // 2 - first % w
+    bottom = (y.shape[0] - 1) * s + k - h - top
+    right = (y.shape[1] - 1) * s + k - w - left
+    return [top, bottom, left, right]
+
+
+def _padding(model: Any, resolution: int) -> dict[str, Any]:
+    """The stem's padding at the top and left at the native resolution, how many stride-2
+    convolutions pad there otherwise than (k - 1) // 2, and the stem's output size at ODD_INPUT."""
+    import torch
+    from torch import nn
+
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    stride2 = [m for m in convs if m.stride[0] == 2]
+    sizes: dict[int, tuple[int, int]] = {}
+    handles = [
+        m.register_forward_hook(lambda m, args, _out: sizes.__setitem__(id(m), tuple(args[0].shape[-2:])))
+        for m in stride2
+    ]
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, 3, resolution, resolution, device="meta"))
+    for h in handles:
+        h.remove()
+    pads = [(m.weight.shape[-1], _probe_padding(m, sizes[id(m)])) for m in stride2]
+    shifted = sum(top != (k - 1) // 2 or left != (k - 1) // 2 for k, (top, _, left, _) in pads)
+    stem_out = convs[0](torch.zeros(1, 3, *ODD_INPUT, device="meta")).shape[-2:]
+    top, _, left, _ = pads[0][1]
+    return {"stem_top_left": [top, left], "stride2": len(pads), "shifted": shifted, "stem_out": list(stem_out)}
+
+
+def _se_width(ref: str, n_in: int, expansion: int, tutorial: Any) -> int:
+    """The squeezed width of the SE of a block with n_in input channels, built by the reference's own
+    block code (meta device)."""
+    import torch
+    from efficientnet_pytorch import model as ep_model
+    from efficientnet_pytorch import utils as ep
+    from timm.models._efficientnet_blocks import SqueezeExcite
+    from timm.models._efficientnet_builder import EfficientNetBuilder, decode_arch_def
+    from torch import nn
+    from torchvision.models import efficientnet as tv
+
+    def timm_block() -> int:
+        kind = "ds" if expansion == 1 else "ir"
+        arch = decode_arch_def([[f"{kind}_r1_k3_s1_e{expansion}_c{n_in}_se0.25"]])
+        builder = EfficientNetBuilder(
+            round_chs_fn=lambda c: c, act_layer=nn.SiLU, norm_layer=nn.BatchNorm2d, se_layer=SqueezeExcite
+        )
+        return int(builder(n_in, arch)[0][0].se.conv_reduce.out_channels)
+
+    def torchvision_block() -> int:
+        cnf = tv._MBConvConfig(expansion, 3, 1, n_in, n_in, 1, tv.MBConv)
+        return int(tv.MBConv(cnf, 0.0, nn.BatchNorm2d).block[-2].fc1.out_channels)
+
+    def efficientnet_pytorch_block() -> int:
+        _, params = ep.get_model_params("efficientnet-b0", None)
+        args = ep.BlockArgs(1, 3, 1, expansion, n_in, n_in, 0.25, True)
+        return int(ep_model.MBConvBlock(args, params)._se_reduce.out_channels)
+
+    def tutorial_block() -> int:  # the tutorial's r: 4 for MBConv1, 24 for MBConv6
+        return int(tutorial.MBConv(n_in, n_in, expansion, 3, 1, 4 * expansion, 0.0).se.excitation[0].out_channels)
+
+    builders = {
+        "timm": timm_block,
+        "torchvision": torchvision_block,
+        "efficientnet_pytorch": efficientnet_pytorch_block,
+        "tutorial": tutorial_block,
+    }
+    with torch.device("meta"), warnings.catch_warnings(), _without_weight_init():
+        warnings.simplefilter("ignore")
+        return builders[ref]()
+
+
+def measure_references(timm_models: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """expected.toml [references]: what each reference does where they disagree; and whether the
+    tutorial was measured (without it, its entries are left for the caller to keep)."""
+    tutorial = _tutorial_fork()
+    refs = [r for r in REFERENCES if tutorial is not None or r != "tutorial"]
+    grid_refs = [r for r in refs if r != "timm_tf"]  # tf_ models share timm's generator and head rule
+
+    head: dict[str, Any] = {"grid": [HEAD_GRID[0], HEAD_GRID[-1], 0.01], "grid_factors": len(HEAD_GRID)}
+    spec_heads = [_spec_width(1280, w) for w in HEAD_GRID]
+    for ref in grid_refs:
+        for w in HEAD_BUILT:  # the rule used for the grid is the one the library's model is built with
+            built, rule = _head_width(_scaled_model(ref, w, tutorial)), _head_rule(ref, w, tutorial)
+            if built != rule:
+                raise SystemExit(f"generate.py: {ref} builds a {built}-channel head at w={w}, its rule gives {rule}")
+        heads = [_head_rule(ref, w, tutorial) for w in HEAD_GRID]
+        differ = [(w, h, s) for w, h, s in zip(HEAD_GRID, heads, spec_heads, strict=True) if h != s]
+        examples = [differ[0], differ[len(differ) // 2], differ[-1]] if differ else []  # first, middle, last
+        head[ref] = {"differ": len(differ), "examples": [list(d) for d in examples]}
+
+    layers = spec.data()["base"]["layers"]
+    batchnorm: dict[str, Any] = {"spec": [layers["batchnorm_eps"], layers["batchnorm_momentum"]]}
+    regularisation: dict[str, Any] = {}
+    padding: dict[str, Any] = {}
+    for ref in refs:
+        batchnorm[ref], regularisation[ref] = {}, {}
+        for name in NAMED:
+            model = timm_models[name] if ref == "timm" else _named_model(ref, name, tutorial)
+            batchnorm[ref][name] = _batchnorm(model)
+            regularisation[ref][name] = _regularisation(ref, model)
+            if name == "b0":
+                padding[ref] = _padding(model, spec.variant("b0")["resolution"])
+    rate = spec.data()["regularisation"]["drop_path_rate"]
+    regularisation["spec"] = {}
+    for name in NAMED:
+        v, blocks = spec.variant(name), sum(math.ceil(d * spec.variant(name)["d_factor"]) for d in spec.base_depths())
+        regularisation["spec"][name] = [v["drop_rate"], rate * (blocks - 1) / blocks, "DropPath"]
+
+    se: dict[str, Any] = {"inputs": [SE_INPUTS[0], SE_INPUTS[-1]], "spec": [max(1, int(n * 0.25)) for n in SE_INPUTS]}
+    for ref in grid_refs:
+        se[ref] = {f"e{e}": [_se_width(ref, n, e, tutorial) for n in SE_INPUTS] for e in (1, 6)}
+
+    data = {
+        "head_width": head,
+        "batchnorm": batchnorm,
+        "padding": padding,
+        "se_width": se,
+        "regularisation": regularisation,
+    }
+    return data, tutorial is not None
+
+
+def reference_versions() -> str:
+    import importlib.metadata
+
+    import torchvision
+
+    efficientnet_pytorch = importlib.metadata.version("efficientnet-pytorch")
+    return f"torchvision {torchvision.__version__}, efficientnet-pytorch {efficientnet_pytorch}"
+
+
+def keep_tutorial_values(references: dict[str, Any]) -> None:
+    """Without the tutorial's text, its entries are the committed ones (the tutorial does not change)."""
+    committed = tomllib.loads(EXPECTED.read_text()).get("references", {}) if EXPECTED.exists() else {}
+    kept = [topic for topic, entries in committed.items() if isinstance(entries, dict) and "tutorial" in entries]
+    for topic in kept:
+        references[topic]["tutorial"] = committed[topic]["tutorial"]
+    print(
+        f"generate.py: the tutorial is not at hand ({TUTORIAL_HINT}): kept its committed values for {', '.join(kept)}"
+    )
 
 
 # --- A small TOML writer: fixed key order, stable number formatting -------------------------
@@ -135,7 +472,7 @@ def _value(v: Any) -> str:
     if isinstance(v, int):
         return str(v)
     if isinstance(v, float):
-        return f"{v:.4f}"
+        return f"{v:.4f}" if float(f"{v:.4f}") == v else repr(v)  # 1e-05, 0.010000000000000009 exactly
     if isinstance(v, str):
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(v, list):
@@ -155,12 +492,17 @@ def _table(prefix: str, table: dict[str, Any], out: list[str]) -> None:
 
 def to_toml(data: dict[str, Any], versions: str) -> str:
     out = [
-        "# spec/expected.toml: expectations derived from timm.  GENERATED, do not edit.",
+        "# spec/expected.toml: expectations derived from timm (and the references).  GENERATED, do not edit.",
         f"# Tool: spec/generate.py with {versions}; models built on the meta device",
         "# (a real CPU build of b0 gives the same numbers, checked on every run).",
         f"# Command: {COMMAND}",
         "# Per variant: widths (stem, 7 stages, head) and depths read off timm's modules; output shapes",
         "# at the native resolution, batch 1; exact parameter count; MACs and fingerprint as [conventions].",
+        "# [references]: where timm (efficientnet_ and tf_efficientnet_), torchvision, efficientnet-pytorch and",
+        "# the tutorial disagree (spec/SPEC.md section 11), measured from each; the tutorial's entries are kept",
+        "# as committed when its text is not at hand.  [references.head_width]: grid = [first, last, step];",
+        "# examples = [w, head, spec head]. batchnorm: [eps, momentum]. regularisation: [classifier dropout,",
+        "# last block's drop probability, the module that drops]. se_width: squeezed width for n_in in inputs.",
     ]
     _table("", data, out)
     return "\n".join(out) + "\n"
@@ -221,6 +563,149 @@ def table2_table(expected: dict[str, Any]) -> list[str]:
     return _rows(header, rows)
 
 
+# The references' columns, and the rules whose extent the tables measure.
+HEAD_RULES = {
+    "timm": "`round_channels(1280, w)`",
+    "torchvision": "4 x the last stage's width",
+    "efficientnet_pytorch": "`round_filters(1280, w)`",
+    "tutorial": "`scale_width(1280, w)`",
+}
+DROP_KINDS = {
+    "DropPath": "per sample",
+    "StochasticDepth": "per sample",
+    "drop_connect": "per sample",
+    "Dropout": "element-wise",
+    "Identity": "none",
+}
+
+
+def _bold_if(text: str, differs: bool) -> str:
+    return f"**{text}**" if differs else text
+
+
+def _shown(references: dict[str, Any], topic: str) -> list[str]:
+    return [r for r in REFERENCES if r in references.get(topic, {})]
+
+
+def references_tables(expected: dict[str, Any]) -> list[str]:
+    """SPEC.md section 10: the tables of expected.toml [references]; a cell in bold departs from the spec."""
+    refs = expected.get("references")
+    if not refs:
+        return [f"(expected.toml has no [references]: run {REGENERATE})"]
+    out: list[str] = []
+    for table in (_head_table, _batchnorm_table, _padding_table, _se_table, _regularisation_table):
+        caption, header, rows = table(refs)
+        out += [caption, "", *_rows(header, rows), ""]
+    return out[:-1]
+
+
+Table = tuple[str, list[str], list[list[object]]]
+
+
+def _head_table(refs: dict[str, Any]) -> Table:
+    head = refs["head_width"]
+    low, high, step = head["grid"]
+    rows: list[list[object]] = []
+    for r in _shown(refs, "head_width"):
+        e = head[r]
+        examples = ", ".join(f"w = {w}: {h} (spec {s})" for w, h, s in e["examples"]) or "-"
+        differ = _bold_if(f"{e['differ']} of {head['grid_factors']}", e["differ"] > 0)
+        rows.append([REFERENCE_LABELS[r], HEAD_RULES[r], differ, examples])
+    caption = (
+        f"**Head width** (ARCH-4) at the factors w = {low}, {low + step:.2f}, ..., {high}: where each reference's "
+        "head differs from the spec's `round_filters(1280 w)`. Each rule is checked against the reference's built "
+        f"model at w = {', '.join(map(str, HEAD_BUILT))}."
+    )
+    return caption, ["Reference", "Head width", "Differs at", "First differences"], rows
+
+
+def _batchnorm_table(refs: dict[str, Any]) -> Table:
+    bn, shown = refs["batchnorm"], _shown(refs, "batchnorm")
+    want = bn["spec"]
+    rows: list[list[object]] = []
+    for name in NAMED:
+        cells = [_bold_if(f"{bn[r][name][0]:g} / {bn[r][name][1]:.3g}", bn[r][name] != want) for r in shown]
+        rows.append([name.upper(), f"{want[0]:g} / {want[1]:.3g}", *cells])
+    caption = (
+        "**BatchNorm eps / momentum** (BLOCK-2) of every BatchNorm of each reference's named variant (PyTorch's "
+        "momentum: TensorFlow's decay 0.99 is momentum 0.01)."
+    )
+    return caption, ["Variant", REFERENCE_LABELS["spec"], *(REFERENCE_LABELS[r] for r in shown)], rows
+
+
+def _padding_table(refs: dict[str, Any]) -> Table:
+    pad, stem = refs["padding"], spec.data()["base"]["stem"]
+    centre = [(stem["kernel"] - 1) // 2] * 2
+    spec_out = [math.ceil(n / stem["stride"]) for n in ODD_INPUT]
+    odd = "x".join(map(str, ODD_INPUT))
+    rows: list[list[object]] = [
+        [REFERENCE_LABELS["spec"], ", ".join(map(str, centre)), "0", "x".join(map(str, spec_out))]
+    ]
+    for r in _shown(refs, "padding"):
+        p = pad[r]
+        rows.append(
+            [
+                REFERENCE_LABELS[r],
+                _bold_if(", ".join(map(str, p["stem_top_left"])), p["stem_top_left"] != centre),
+                _bold_if(f"{p['shifted']} of {p['stride2']}", p["shifted"] > 0),
+                _bold_if("x".join(map(str, p["stem_out"])), p["stem_out"] != spec_out),
+            ]
+        )
+    native = spec.variant("b0")["resolution"]
+    caption = (
+        f"**Padding** (ARCH-6, BLOCK-3) of B0, probed on each reference's own convolutions: the stem's padding at "
+        f"the top and left of a {native}x{native} input, the stride-2 convolutions padded otherwise than "
+        f"`(k - 1) / 2` there, and the stem's output for a {odd} input."
+    )
+    header = ["Reference", f"Stem padding (top, left) at {native}", f"Stride-2 convolutions shifted at {native}"]
+    return caption, [*header, f"Stem output at {odd}"], rows
+
+
+def _se_table(refs: dict[str, Any]) -> Table:
+    se = refs["se_width"]
+    first, last = se["inputs"]
+    rows: list[list[object]] = []
+    for r in _shown(refs, "se_width"):
+        cells = []
+        for e in ("e1", "e6"):
+            pairs = zip(range(first, last + 1), se[r][e], se["spec"], strict=True)
+            differ = [(n, got) for n, got, want in pairs if got != want]
+            listed = ", ".join(f"{n} -> {got}" for n, got in differ[:6]) + (", ..." if len(differ) > 6 else "")
+            cells.append(
+                _bold_if(f"{len(differ)} of {last - first + 1}", bool(differ)) + (f": {listed}" if differ else "")
+            )
+        rows.append([REFERENCE_LABELS[r], *cells])
+    caption = (
+        f"**SE width** (SE-2) of a block built alone with n_in = {first} ... {last} input channels: the n_in where "
+        "the squeezed width differs from the spec's `max(1, floor(0.25 n_in))` (n_in -> the reference's width)."
+    )
+    return caption, ["Reference", "MBConv1 (expansion 1)", "MBConv6 (expansion 6)"], rows
+
+
+def _regularisation_table(refs: dict[str, Any]) -> Table:
+    reg, shown = refs["regularisation"], _shown(refs, "regularisation")
+    rows: list[list[object]] = []
+    for name in NAMED:
+        want = reg["spec"][name]
+        cells = [
+            _bold_if(f"{reg[r][name][0]:g} / {reg[r][name][1]:.3g}", not _close(reg[r][name][:2], want[:2]))
+            for r in shown
+        ]
+        rows.append([name.upper(), f"{want[0]:g} / {want[1]:.3g}", *cells])
+    kinds = [DROP_KINDS.get(reg[r]["b0"][2], reg[r]["b0"][2]) for r in shown]
+    spec_kind = DROP_KINDS[reg["spec"]["b0"][2]]
+    rows.append(["how a block drops", spec_kind, *(_bold_if(k, k != spec_kind) for k in kinds)])
+    caption = (
+        "**Classifier dropout / the last block's stochastic-depth probability** (REG-1, REG-2, REG-3), as each "
+        "reference's named variant is constructed by default."
+    )
+    return caption, ["Variant", REFERENCE_LABELS["spec"], *(REFERENCE_LABELS[r] for r in shown)], rows
+
+
+def _close(a: list[float], b: list[float]) -> bool:
+    return all(math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12) for x, y in zip(a, b, strict=True))
+
+
 def _replace_block(lines: list[str], name: str, body: list[str]) -> list[str]:
     begin = f"<!-- generated: {name} (spec/generate.py from efficientnet.toml and expected.toml; do not edit) -->"
     end = f"<!-- end generated: {name} -->"
@@ -278,6 +763,7 @@ def render_spec(text: str, data: dict[str, Any], expected: dict[str, Any], check
     lines = _replace_block(lines, "base-table", base_table(data))
     lines = _replace_block(lines, "variants-table", variants_table(data, expected))
     lines = _replace_block(lines, "table2-ratios", table2_table(expected))
+    lines = _replace_block(lines, "references-disagree", references_tables(expected))
     lines = update_checked_by(lines, checked)
     return "\n".join(lines) + "\n"
 

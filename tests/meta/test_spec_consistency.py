@@ -260,3 +260,50 @@ def test_only_b2_needs_slack():
     assert slack == ["b2"], f"params_slack is given for {slack}"
     value, step = spec.published(spec.data()["table2"]["b2"]["params"])
     assert not value - step / 2 <= spec.expected()["variants"]["b2"]["params"] < value + step / 2
+
+
+# --- Where the references disagree (expected.toml [references], SPEC.md section 11) -----------------
+def _references() -> dict:
+    refs = spec.expected().get("references")
+    assert refs, "spec/expected.toml has no [references]: run `nox -s spec` (python spec/generate.py)"
+    return refs
+
+
+def test_reference_code_port_has_the_spec_variants():
+    """efficientnet-pytorch's efficientnet_params is the reference code's table: every variant of
+    efficientnet.toml has its width and depth factors, resolution and classifier dropout."""
+    ep = pytest.importorskip("efficientnet_pytorch.utils")
+    for name in VARIANTS:
+        v = spec.variant(name)
+        want = (v["w_factor"], v["d_factor"], v["resolution"], v["drop_rate"])
+        got = ep.efficientnet_params(f"efficientnet-{name}")
+        assert got == want, f"{name}: efficientnet-pytorch has (w, d, resolution, dropout) {got}, the spec {want}"
+
+
+def test_spec_rows_of_the_references_follow_from_the_spec():
+    """The spec's own rows of [references]: its BN settings, its classifier dropout, and the last
+    block's rate 0.2 (N - 1) / N with N the blocks of expected.toml's depths (REG-2)."""
+    refs = _references()
+    layers = spec.data()["base"]["layers"]
+    assert refs["batchnorm"]["spec"] == [layers["batchnorm_eps"], layers["batchnorm_momentum"]]
+    rate = spec.data()["regularisation"]["drop_path_rate"]
+    for name, (drop, last, _) in refs["regularisation"]["spec"].items():
+        n = sum(spec.expected()["variants"][name]["depths"])
+        assert drop == spec.variant(name)["drop_rate"], f"{name}: classifier dropout {drop}"
+        assert math.isclose(last, rate * (n - 1) / n), f"{name}: last block's rate {last}, want {rate} (N-1)/N, N = {n}"
+
+
+def test_torchvisions_head_disagreement_is_its_rule_against_the_spec_rule():
+    """The recorded count of grid factors where torchvision's head (4 x its last stage width, by its
+    own rounding) differs from the spec's scaled 1280, recomputed with SCALE-1 as written here."""
+    tv = pytest.importorskip("torchvision.models.efficientnet")
+    head = _references()["head_width"]
+    low, high, step = head["grid"]
+    grid = [round(low + step * i, 2) for i in range(head["grid_factors"])]
+    assert grid[-1] == high
+    last_stage = spec.base_widths()[-2]
+    differ = [w for w in grid if 4 * tv._MBConvConfig.adjust_channels(last_stage, w) != scale_width(1280, w)]
+    assert len(differ) == head["torchvision"]["differ"], (
+        f"torchvision's head differs at {len(differ)} factors, expected.toml records {head['torchvision']['differ']}"
+    )
+    assert 4 * last_stage == spec.base_widths()[-1], "the base head is 4 x the last stage: the rules agree at w = 1"

@@ -143,14 +143,14 @@ def gradient_floor(module: nn.Module) -> float:
 
 
 def _note_exactness(request: pytest.FixtureRequest, comparison: Comparison) -> None:
-    """Record on the test item whether every comparison so far was bit-identical, and the largest difference
-    (the plugin in tests/support/baseline.py sums this up at the end of the run)."""
+    """Record on the test item whether every comparison so far was bit-identical, and the difference closest
+    to its tolerance (the plugin in tests/support/baseline.py sums this up at the end of the run)."""
     properties = dict(request.node.user_properties)
     exact = properties.get(baseline_support.EXACT, True) and all(i.exact for i in comparison.items)
-    largest = properties.get(baseline_support.LARGEST, (0.0, ""))
+    largest = properties.get(baseline_support.LARGEST, (0.0, ""))  # (difference / tolerance, description)
     for i in comparison.items:
-        if i.err > largest[0]:
-            largest = (i.err, f"{i.what} of {comparison.case}")
+        if i.tol is not None and i.err / i.tol > largest[0]:
+            largest = (i.err / i.tol, f"{i.err:.2g} (of {i.tol:g} allowed), {i.what} of {comparison.case}")
     request.node.user_properties[:] = [
         (k, v) for k, v in request.node.user_properties if k not in (baseline_support.EXACT, baseline_support.LARGEST)
     ]

@@ -38,30 +38,38 @@ ALL = [*NAMED, *(pytest.param(n, marks=pytest.mark.slow) for n in OPTIONAL)]
 
 # --- BLOCK-2: every BatchNorm of the models ------------------------------------------------------
 def _convention(setting: str, value: object) -> str:
-    """The name of the known convention (efficientnet.toml [batchnorm_conventions]) that a value
-    found belongs to, or ''."""
+    """The known convention (efficientnet.toml [batchnorm_conventions]) that a value found belongs
+    to, as ', name', or ''."""
     if not isinstance(value, float):
         return ""
     names = [c["name"] for c in CONVENTIONS.get(setting, []) if math.isclose(value, c["value"])]
-    return f": {names[0]}" if names else ""
+    return f", {names[0]}" if names else ""
+
+
+def _show(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else repr(value)  # 1 - 0.99 shows as 0.01
+
+
+def _layer_problems(m: nn.Module) -> list[str]:
+    if type(m) is not nn.BatchNorm2d:
+        return [f"is {type(m).__name__}, not torch.nn.BatchNorm2d"]
+    return [
+        f"{setting} {_show(getattr(m, setting))}, want {_show(want)}{_convention(setting, getattr(m, setting))}"
+        for setting, want in BN_SETTINGS.items()
+        if getattr(m, setting) != want
+    ]
 
 
 def batchnorm_problem(model: nn.Module) -> str | None:
     """None when every normalisation layer is a BatchNorm2d with the spec's settings, else the first
-    that is not (module path, value found, value wanted, the convention the value belongs to) and
-    how many others share the problem."""
-    problems: list[str] = []
-    for path, m in torchutil.normalisation_layers(model):
-        if type(m) is not nn.BatchNorm2d:
-            problems.append(f"{path} is {type(m).__name__}, not torch.nn.BatchNorm2d")
-            continue
-        for setting, want in BN_SETTINGS.items():
-            got = getattr(m, setting)
-            if got != want:
-                problems.append(f"{path} has {setting} {got!r}, want {want!r}{_convention(setting, got)}")
-    if not problems:
+    that is not (module path, each value found, value wanted, the convention it belongs to) and
+    how many of the model's normalisation layers are wrong."""
+    layers = torchutil.normalisation_layers(model)
+    wrong = [(path, problems) for path, m in layers if (problems := _layer_problems(m))]
+    if not wrong:
         return None
-    return problems[0] + (f" ({len(problems) - 1} more BatchNorm settings differ)" if len(problems) > 1 else "")
+    path, problems = wrong[0]
+    return f"{path}: {'; '.join(problems)}; {len(wrong)} of its {len(layers)} normalisation layers are wrong"
 
 
 @pytest.mark.clause("BLOCK-2")

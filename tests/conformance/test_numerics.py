@@ -18,9 +18,11 @@ import math
 
 import pytest
 import torch
+from hypothesis import example, given
+from hypothesis import strategies as st
 from torch import Tensor, nn
 
-from tests.support import reference, spec, torchutil
+from tests.support import reference, spec, strategies, torchutil
 
 NAMED = spec.variants(include_optional=False)
 # b8 (87M parameters) with real weights is slow; l2 (480M, about 2 GB per copy) is not run with real weights.
@@ -46,24 +48,47 @@ MIN_INPUT_DEPENDENCE = 0.1
 
 
 # --- NUM-1: eval mode ------------------------------------------------------------------------
+def _assert_eval_agrees(result: reference.EvalComparison, what: str) -> None:
+    assert result.input_dependence > MIN_INPUT_DEPENDENCE, (
+        f"{what}: the calibrated reference ignores its input ({result.input_dependence:.3g}): "
+        "the comparison shows nothing"
+    )
+    assert result.local_divergence is None, (
+        f"{what} with timm's weights, in eval mode, given timm's input to each stem, block and head: "
+        f"the first that computes something else is {result.local_divergence}"
+    )
+    assert result.divergence is None, (
+        f"{what} with timm's weights, in eval mode: every block agrees given timm's input, but in a "
+        f"whole forward pass the output diverges first at {result.divergence} "
+        f"(logits relative error {result.logits_err:.3g}): differences accumulate"
+    )
+
+
 @pytest.mark.clause("NUM-1")
 @pytest.mark.parametrize("name", EVAL_VARIANTS)
 def test_eval_output_matches_timm_stage_by_stage(impl, device, name):
     ref = reference.prepare_reference(reference.timm_model(name).to(device), RESOLUTION)
     model = reference.build(reference.impl_factory(impl, name)).to(device)
     result = reference.compare_eval(model, ref, reference.timm_taps, RESOLUTION, EVAL_TOL)
-    assert result.input_dependence > MIN_INPUT_DEPENDENCE, (
-        f"the calibrated reference ignores its input ({result.input_dependence:.3g}): the comparison shows nothing"
-    )
-    assert result.local_divergence is None, (
-        f"efficientnet_{name} with timm's weights, in eval mode, given timm's input to each stem, block and head: "
-        f"the first that computes something else is {result.local_divergence}"
-    )
-    assert result.divergence is None, (
-        f"efficientnet_{name} with timm's weights, in eval mode: every block agrees given timm's input, but in a "
-        f"whole forward pass the output diverges first at {result.divergence} "
-        f"(logits relative error {result.logits_err:.3g}): differences accumulate"
-    )
+    _assert_eval_agrees(result, f"efficientnet_{name}")
+
+
+# At any factors: timm's generator at the same (w, d, n_classes), at small resolutions (32 px leaves
+# the last stages a 1x1 map, 64 px a 2x2 one).  Small factors keep an example to a fraction of a second.
+small_resolutions = st.integers(32, 64)
+
+
+@pytest.mark.clause("NUM-1")
+@strategies.fewer_examples(0.4)  # two models, a calibration and three passes per example
+@given(
+    w=strategies.model_width_factors, d=strategies.model_depth_factors, n=strategies.class_counts, r=small_resolutions
+)
+@example(w=0.33, d=0.6, n=10, r=64)  # residual blocks in most stages; torchvision's head rule would differ here
+def test_eval_output_matches_timms_generator_at_any_factors(impl, device, w, d, n, r):
+    ref = reference.prepare_reference(reference.timm_scaled(w, d, n).to(device), r)
+    model = reference.build(lambda: impl.EfficientNet(w, d, n)).to(device)
+    result = reference.compare_eval(model, ref, reference.timm_taps, r, EVAL_TOL)
+    _assert_eval_agrees(result, f"EfficientNet({w!r}, {d!r}, {n}) at {r} px")
 
 
 # --- NUM-2: training mode, deterministic part --------------------------------------------------
@@ -110,14 +135,31 @@ def _buffers(model: nn.Module) -> list[tuple[str, Tensor]]:
 @pytest.mark.parametrize("case", list(TRAIN_CASES))
 def test_training_step_matches_timm(impl, device, case):
     model, ref = _train_pair(impl, case)
+    _assert_training_step_agrees(model, ref, device, RESOLUTION, case)
+
+
+@pytest.mark.clause("NUM-2")
+@strategies.fewer_examples(0.4)  # two models, a calibration, two passes and two backward passes per example
+@given(
+    w=strategies.model_width_factors, d=strategies.model_depth_factors, n=strategies.class_counts, r=small_resolutions
+)
+def test_training_step_matches_timms_generator_at_any_factors(impl, device, w, d, n, r):
+    ref = reference.timm_scaled(w, d, n)
+    model = reference.build(lambda: impl.EfficientNet(w, d, n))
+    _assert_training_step_agrees(model, ref, device, r, f"EfficientNet({w!r}, {d!r}, {n}) at {r} px")
+
+
+def _assert_training_step_agrees(
+    model: nn.Module, ref: nn.Module, device: torch.device, resolution: int, case: str
+) -> None:
     # Realistic statistics make the running averages after the step non-trivial.
-    reference.prepare_reference(ref, RESOLUTION)
+    reference.prepare_reference(ref, resolution)
     torchutil.copy_weights_in_order(ref, model)  # fails naming the first tensor whose shape differs
     model, ref = model.to(device), ref.to(device)
     torchutil.only_batchnorm_training(model)
     torchutil.only_batchnorm_training(ref)
 
-    x = reference.images(2, 4, RESOLUTION, device)
+    x = reference.images(2, 4, resolution, device)
     out, expected = model(x), ref(x)
     err = torchutil.rel_err(out, expected)
     assert err <= TRAIN_OUTPUT_TOL, f"{case}: training-mode output differs from timm's (relative error {err:.3g})"

@@ -42,7 +42,8 @@ def test_adapter_builds_a_small_model_in_the_tutorials_layout(lib: verdicts.Libr
     assert [n for n, _ in model.named_children()] == ["stem", "stages", "pre", "pool_flatten", "head"]
     assert len(model.stages) == 7
     sequential = module.EfficientNetSequential(0.25, 0.34, 5)
-    assert isinstance(sequential, nn.Sequential) and len(sequential) == 11
+    assert isinstance(sequential, nn.Sequential)
+    assert len(sequential) == 11
     with torch.no_grad():
         logits = model(torch.randn(2, 3, 64, 64))  # a size both libraries' padding handles
     assert logits.shape == (2, 5)

@@ -65,7 +65,8 @@ def extract(text: str) -> str:
 def run_suite(slow: bool, extra: list[str]) -> tuple[int, str]:
     marks = [] if slow else ["-m", "not slow"]
     cmd = [sys.executable, "-m", "pytest", "tests/conformance", "--impl", str(FORK.relative_to(ROOT))]
-    cmd += ["-p", "no:cacheprovider", "-q", "--tb=no", "-n", "2", *marks, "--report", str(REPORT), *extra]
+    # --tb=short, not --tb=no: the report's message then keeps every line of a multi-line assertion.
+    cmd += ["-p", "no:cacheprovider", "-q", "--tb=short", "-n", "2", *marks, "--report", str(REPORT), *extra]
     env = {**os.environ, "EFFNET_HYPOTHESIS_PROFILE": "ci"}  # derandomized: the same verdict on every run
     print("$", " ".join(cmd[2:]), flush=True)
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)

@@ -115,7 +115,8 @@ def version(lib: Library) -> str | None:
 def run_suite(lib: Library, slow: bool, extra: list[str]) -> tuple[int, str]:
     marks = [] if slow else ["-m", "not slow"]
     cmd = [sys.executable, "-m", "pytest", "tests/conformance", "--impl", lib.adapter, "-p", "no:cacheprovider"]
-    cmd += ["-q", "--tb=no", "-n", "2", *marks, "--report", str(report_path(lib).relative_to(ROOT)), *extra]
+    # --tb=short, not --tb=no: the report's message then keeps every line of a multi-line assertion.
+    cmd += ["-q", "--tb=short", "-n", "2", *marks, "--report", str(report_path(lib).relative_to(ROOT)), *extra]
     env = {**os.environ, "EFFNET_HYPOTHESIS_PROFILE": "ci"}
     print("$", " ".join(cmd[2:]), flush=True)
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)

@@ -72,8 +72,11 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def verify(session: nox.Session) -> None:
-    """The conformance suite against an implementation: nox -s verify -- --impl PATH_OR_MODULE."""
+    """The conformance suite against an implementation: nox -s verify -- --impl PATH_OR_MODULE; with
+    `--baseline REF` (a git revision or another implementation) also the refactor check REF-1."""
     python = _python(session)
+    # tests/refactor is always collected: without --baseline its tests skip, and the report shows REF-1
+    # as skipped with the reason instead of leaving it out.
     session.run(
         python,
         "-m",
@@ -81,6 +84,7 @@ def verify(session: nox.Session) -> None:
         "-n",
         "auto",
         "tests/conformance",
+        "tests/refactor",
         *session.posargs,
         env=_hypothesis_env(),
         external=True,

@@ -1,0 +1,122 @@
+"""The refactor check (REF-1, ``--baseline REF``; tests/support/baseline.py, tests/refactor) end to end.
+
+pytest runs in a subprocess on a small selection of tests/refactor (B0 at 33 px, and the drawn
+blocks): a pure refactor of effnet (reformatted, a local renamed) passes against the git revision
+it came from and is reported bit-identical, a one-line change of function fails naming the first
+diverging block, a bad REF stops the run with one usage error, and without ``--baseline`` REF-1 is
+reported skipped with the reason, never passed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import baseline as baseline_support
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCE = ROOT / "effnet" / "model.py"
+B0 = "tests/refactor/test_baseline.py::test_named_variant_computes_the_same_function_as_the_baseline[b0]"
+BLOCKS = "tests/refactor/test_baseline.py::test_mbconv_computes_the_same_function_as_the_baseline"
+USAGE_ERROR = 4  # pytest.ExitCode.USAGE_ERROR
+
+
+def run(*args: str) -> tuple[int, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("EFFNET_IMPL", "EFFNET_BASELINE", "PYTEST_ADDOPTS")}
+    # One intra-op thread: several OpenMP threads on a busy machine make these runs ten times slower.
+    env.update(OMP_NUM_THREADS="1", EFFNET_HYPOTHESIS_PROFILE="ci")
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "0", *args]
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    return result.returncode, result.stdout + result.stderr
+
+
+def fork(tmp_path: Path, name: str, old: str, new: str) -> Path:
+    """A copy of effnet/model.py with one text replaced (the text must occur exactly once)."""
+    text = SOURCE.read_text()
+    assert text.count(old) == 1, f"effnet/model.py no longer contains {old!r} exactly once: update this test"
+    path = tmp_path / f"{name}.py"
+    path.write_text(text.replace(old, new))
+    return path
+
+
+def test_a_reformatted_copy_is_bit_identical_to_the_git_revision_it_came_from(tmp_path: Path) -> None:
+    """effnet/model.py as committed at HEAD, reformatted (ruff, line length 60) and with a local renamed,
+    against ``--baseline HEAD``: the revision's package is built beside it, and a pure refactor is
+    reported bit-identical (HEAD, not the working tree: uncommitted edits cannot change the verdict)."""
+    commit = baseline_support.git_commit("HEAD")
+    if commit is None:
+        pytest.skip("not a git checkout (or git is not installed)")
+    show = subprocess.run(["git", "show", f"{commit}:effnet/model.py"], cwd=ROOT, capture_output=True, check=True)
+    text = show.stdout.decode()
+    assert "expanded = n_in * expansion" in text, "effnet/model.py has no local 'expanded': update this test"
+    path = tmp_path / "reformatted.py"
+    path.write_text(re.sub(r"\bexpanded\b(?! channels)", "hidden", text))
+    subprocess.run([sys.executable, "-m", "ruff", "format", "--line-length", "60", str(path)], check=True)
+    assert path.read_text().count("\n") > text.count("\n") + 20, "ruff format hardly changed the copy"
+    returncode, output = run(B0, BLOCKS, "--impl", str(path), "--baseline", "HEAD")
+    assert returncode == 0, f"a reformatted copy of effnet at HEAD fails the refactor check:\n{output}"
+    summary = f"refactor check against git HEAD ({commit[:10]}): 2 passing REF-1 test(s) bit-identical"
+    assert summary in output, output
+
+
+# name -> (old text, new text, the first divergence the failure must name)
+ONE_LINE_CHANGES = {
+    "se_squeeze_max": (
+        "return x.mean((2, 3), keepdim=True)",
+        "return x.amax((2, 3), keepdim=True)",
+        "eval, stage 0 block 0 given the baseline's input: output",
+    ),
+    "drop_path_schedule_shifted": (
+        "return [drop_path_rate * i / num_blocks for i in range(num_blocks)]",
+        "return [drop_path_rate * (i + 1) / num_blocks for i in range(num_blocks)]",
+        "train mode, stage 1 block 1 given the baseline's input, random state and output gradient: output",
+    ),
+    "batchnorm_momentum": (
+        "nn.BatchNorm2d(out_channels) if bn",
+        "nn.BatchNorm2d(out_channels, momentum=0.01) if bn",
+        "train mode, stem given the baseline's input, random state and output gradient: 1.running_mean after the step",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ONE_LINE_CHANGES))
+def test_a_one_line_change_fails_naming_the_first_diverging_block(tmp_path: Path, name: str) -> None:
+    old, new, where = ONE_LINE_CHANGES[name]
+    path = fork(tmp_path, name, old, new)
+    returncode, output = run(B0, "--impl", str(path), "--baseline", "effnet")
+    assert returncode == 1, f"the refactor check passed a copy of effnet with {new!r}:\n{output}"
+    message = f"efficientnet_b0() at 33 px against module effnet: first divergence from the baseline: {where}"
+    assert message in output, f"the failure does not name {where!r}:\n{output}"
+
+
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        (
+            "no-such-ref~7",
+            f"--baseline no-such-ref~7: neither a git revision of {ROOT} nor an importable module or .py file",
+        ),
+        ("json", "--baseline json (module json) is not the EfficientNet API: lacks required name(s) conv_block"),
+    ],
+)
+def test_a_bad_ref_is_one_usage_error(ref: str, message: str) -> None:
+    returncode, output = run(B0, "--baseline", ref)
+    assert returncode == USAGE_ERROR, f"exit status {returncode}, not {USAGE_ERROR} (usage error):\n{output}"
+    assert f"ERROR: cannot load the baseline: {message}" in output, output
+    assert "Traceback" not in output, f"a traceback was printed:\n{output}"
+    assert len([line for line in output.splitlines() if line.startswith("ERROR")]) == 1, output
+
+
+def test_without_a_baseline_ref1_is_reported_skipped_with_the_reason(tmp_path: Path) -> None:
+    returncode, output = run(B0, "--report", str(tmp_path / "report"))
+    assert returncode == 0, output
+    rows = {row["clause"]: row for row in json.loads((tmp_path / "report.json").read_text())["clauses"]}
+    assert rows["REF-1"]["status"] == "skipped", rows["REF-1"]
+    assert rows["REF-1"]["passed"] == 0, rows["REF-1"]
+    assert "run with --baseline REF" in rows["REF-1"]["detail"], rows["REF-1"]

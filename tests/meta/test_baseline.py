@@ -120,3 +120,18 @@ def test_without_a_baseline_ref1_is_reported_skipped_with_the_reason(tmp_path: P
     assert rows["REF-1"]["status"] == "skipped", rows["REF-1"]
     assert rows["REF-1"]["passed"] == 0, rows["REF-1"]
     assert "run with --baseline REF" in rows["REF-1"]["detail"], rows["REF-1"]
+
+
+def test_a_git_revision_is_imported_from_its_own_files_beside_the_live_package() -> None:
+    """The revision's effnet imports itself by absolute name: its modules must still be its own (not the
+    working tree's), and ``effnet`` in sys.modules must be the live package again afterwards."""
+    if baseline_support.git_commit("HEAD") is None:
+        pytest.skip("not a git checkout (or git is not installed)")
+    import effnet
+
+    found = baseline_support.resolve("HEAD")
+    model_module = sys.modules[found.module.EfficientNet.__module__.replace("effnet", found.module.__name__, 1)]
+    assert sys.modules["effnet"] is effnet, "loading the baseline replaced the live effnet in sys.modules"
+    assert found.module.MBConv is not effnet.MBConv, "the baseline's MBConv is the working tree's"
+    assert found.module.EfficientNet.__init__.__code__.co_filename == model_module.__file__
+    assert not Path(model_module.__file__).is_relative_to(ROOT), f"the baseline runs {model_module.__file__}"

@@ -20,6 +20,7 @@ from hypothesis import example, given
 from torch import Tensor, nn
 
 from tests.support import reference, spec, strategies, torchutil
+from tests.support.evidence import blame
 
 LAYERS = spec.data()["base"]["layers"]
 CONVENTIONS: dict[str, list[dict[str, Any]]] = spec.data()["batchnorm_conventions"]
@@ -75,7 +76,8 @@ def batchnorm_problem(model: nn.Module) -> str | None:
 @pytest.mark.clause("BLOCK-2")
 @pytest.mark.parametrize("name", ALL)
 def test_every_batchnorm_of_a_named_variant_has_the_spec_settings(impl, name):
-    model = reference.impl_shapes_only(impl, name)
+    with blame():  # building the variant is the structure clauses' business, not BLOCK-2's
+        model = reference.impl_shapes_only(impl, name)
     assert torchutil.normalisation_layers(model), f"efficientnet_{name} has no normalisation layer"
     problem = batchnorm_problem(model)
     assert problem is None, f"efficientnet_{name}: {problem}"
@@ -88,7 +90,8 @@ def test_every_batchnorm_of_a_named_variant_has_the_spec_settings(impl, name):
 @example(w=0.01, d=0.05, n=1)
 def test_every_batchnorm_has_the_spec_settings_at_any_factors(impl, w, d, n):
     for form in ("EfficientNet", "EfficientNetSequential"):
-        model = reference.structure(lambda form=form: getattr(impl, form)(w, d, n))
+        with blame():  # building the model is the structure clauses' business, not BLOCK-2's
+            model = reference.structure(lambda form=form: getattr(impl, form)(w, d, n))
         problem = batchnorm_problem(model)
         assert problem is None, f"{form}({w!r}, {d!r}, {n}): {problem}"
 

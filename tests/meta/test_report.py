@@ -251,6 +251,15 @@ def test_blame_travels_with_the_exception_and_unites_over_exception_groups():
     group = ExceptionGroup("two", [fail("SE-1"), fail("SE-2")])  # type: ignore[list-item]
     assert evidence.blamed(group) == ("SE-1", "SE-2")
     assert evidence.blamed(ExceptionGroup("one unblamed", [fail("SE-1"), AssertionError("y")])) is None
+    assert evidence.blamed(fail()) == (), "blame() with no clause: undecided for every clause the test cites"
+
+
+def test_a_failure_blamed_on_no_cited_clause_is_undecided_for_all():
+    build = make_report("BLOCK-2", "failed")
+    build.user_properties.append((plugin.BLAME, ""))
+    row = statuses(build)["BLOCK-2"]
+    assert (row["status"], row["failed"], row["skipped"]) == ("skipped", 0, 1), row
+    assert "failed on a step that another clause's tests check" in row["detail"]
 
 
 # --- Errata by evidence ---------------------------------------------------------------------
@@ -289,6 +298,18 @@ def test_an_erratum_is_named_only_when_its_signature_shows(max_pool_se):
     assert rows["NUM-1"]["errata"] == []
     assert rows["SE-2"]["errata"] == []
     assert statuses(make_report("SE-1", "passed"), module=max_pool_se)["SE-1"]["errata"] == [], "only beside failures"
+
+
+def test_a_clause_that_shows_an_erratum_is_a_root_cause_of_its_own(monkeypatch, max_pool_se):
+    # The tutorial's schedule fails REG-2 and its element-wise dropout REG-1, on which REG-2 depends:
+    # without evidence REG-2 is REG-1's consequence; with E-3's signature it is a departure of its own.
+    failures = (make_report("REG-1", "failed"), make_report("REG-2", "failed"))
+    assert statuses(*failures)["REG-2"]["consequence_of"] == ["REG-1"]
+    monkeypatch.setattr(plugin, "recognised", lambda e, module: "one rate per stage" if e == "E-3" else None)
+    rows = statuses(*failures, module=max_pool_se)
+    assert rows["REG-2"]["root_cause"]
+    assert rows["REG-2"]["errata"][0].startswith("E-3: ")
+    assert rows["REG-1"]["root_cause"]
 
 
 def test_every_erratum_names_a_defined_clause_and_has_a_recogniser():

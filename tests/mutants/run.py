@@ -13,6 +13,7 @@ points its user at the wrong place.
     python tests/mutants/run.py --check         # only check that every patch still applies
     python tests/mutants/run.py -- --maxfail 3  # extra pytest arguments after --
     python tests/mutants/run.py --matrix        # every test on every mutant: which checks can fail
+    python tests/mutants/run.py --first-failure # quicker: stop each mutant at its first failure (-x), roots unchecked
 
 Each fork is `pytest tests/conformance --impl FORK -q -p no:cacheprovider -m "not slow" --report
 ...` with EFFNET_HYPOTHESIS_PROFILE=ci (derandomized, so that a verdict is reproducible) and one
@@ -81,11 +82,15 @@ class Result:
     failed_tests: list[str] = field(default_factory=list)  # with --matrix: every test that failed
     expected_roots: list[str] = field(default_factory=list)  # mutants: the root causes the report must name
     exception: str = ""  # why expected_roots differ from the declared clauses (corpus root_causes_reason)
+    roots_checked: bool = True  # False with --first-failure: the run stopped at the first failure
 
     @property
     def roots_as_declared(self) -> bool:
-        """A mutant's report names exactly its expected root causes (a variation: trivially true)."""
-        return self.kind != "mutant" or sorted(self.caught_by) == sorted(self.expected_roots)
+        """A mutant's report names exactly its expected root causes (a variation, or a run that stopped
+        at its first failure: trivially true)."""
+        if self.kind != "mutant" or not self.roots_checked:
+            return True
+        return sorted(self.caught_by) == sorted(self.expected_roots)
 
     @property
     def verdict(self) -> str:
@@ -131,7 +136,9 @@ def _pytest_child(args: list[str], log: str, env: dict[str, str]) -> None:
 
 
 def run_one(job: Job, extra: list[str], timeout: float, preload: multiprocessing.context.BaseContext | None) -> Result:
-    base = MATRIX_PYTEST_ARGS if "EFFNET_FAILURES_OUT" in job.env else PYTEST_ARGS
+    env = job.env
+    first_failure = job.fork.kind == "mutant" and "EFFNET_ONLY_CLAUSES" not in env and "EFFNET_FAILURES_OUT" not in env
+    base = [*PYTEST_ARGS, "-x"] if first_failure else PYTEST_ARGS
     args = [*base, "-p", "tests.mutants.order", "--impl", str(job.path), "--report", str(job.report), *extra]
     start = time.perf_counter()
     if preload is not None:
@@ -174,6 +181,7 @@ def run_one(job: Job, extra: list[str], timeout: float, preload: multiprocessing
         "expected": list(fork.clauses),
         "expected_roots": list(fork.expected_roots),
         "exception": fork.root_causes_reason,
+        "roots_checked": not first_failure,
     }
     if returncode is None:
         return Result(
@@ -253,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_preload and "forkserver" in multiprocessing.get_all_start_methods():  # not on Windows
         preload = multiprocessing.get_context("forkserver")
         preload.set_forkserver_preload(PRELOAD)
-    jobs = [_job(f, texts[f.name], workdir, args.profile, args.matrix) for f in forks]
+    jobs = [_job(f, texts[f.name], workdir, args.profile, args.matrix, args.first_failure) for f in forks]
     # Variations first: they run every test, and they record the durations the mutants sort by.
     jobs.sort(key=lambda j: j.fork.kind != "variation")
     print(
@@ -302,7 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if bad else 0
 
 
-def _job(fork: corpus.Fork, text: str, workdir: Path, profile: str, matrix: bool = False) -> Job:
+def _job(
+    fork: corpus.Fork, text: str, workdir: Path, profile: str, matrix: bool = False, first_failure: bool = False
+) -> Job:
     env = {"EFFNET_HYPOTHESIS_PROFILE": profile, "PYTHONDONTWRITEBYTECODE": "1"}
     if matrix:
         env["EFFNET_FAILURES_OUT"] = str(workdir / f"failures-{fork.module_name}.json")
@@ -312,7 +322,8 @@ def _job(fork: corpus.Fork, text: str, workdir: Path, profile: str, matrix: bool
     else:
         env["EFFNET_DURATIONS_IN"] = str(workdir / "durations.json")
         env["EFFNET_FIRST_CLAUSES"] = ",".join(fork.expected_roots)
-        env["EFFNET_ONLY_CLAUSES"] = ",".join(deciding_clauses(fork))
+        if not first_failure:
+            env["EFFNET_ONLY_CLAUSES"] = ",".join(deciding_clauses(fork))
         env["EFFNET_NO_SHRINK"] = "1"
     return Job(
         fork,
@@ -353,6 +364,8 @@ def markdown(results: list[Result], total: float, args: argparse.Namespace) -> s
             if r.roots_as_declared
             else f"**NO** (want {', '.join(r.expected_roots)})"
         )
+        if r.kind == "mutant" and not r.roots_checked:
+            declared = "not checked (--first-failure)"
         if r.exception and r.roots_as_declared:
             declared = f"exception: {r.exception}"
         lines.append(
@@ -466,6 +479,11 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--list", action="store_true", help="list the corpus")
     p.add_argument("--keep", action="store_true", help="keep the forks, their output and reports")
     p.add_argument("--no-preload", action="store_true", help="plain subprocesses instead of a preloaded server")
+    p.add_argument(
+        "--first-failure",
+        action="store_true",
+        help="stop each mutant at its first failure (-x, its clauses' tests first): quicker, root causes not checked",
+    )
     p.add_argument(
         "--matrix", action="store_true", help="mutants only, every test each (no -x): write reports/kill-matrix.md"
     )

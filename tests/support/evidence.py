@@ -4,7 +4,9 @@ and which known departure (an erratum of spec/SPEC.md section 9) it shows.
 Blame.  A test that cites several clauses can say, where it fails, which of them the failure is
 about: ``with blame("SE-1"): assert ...``.  The exception carries the clause IDs; the report counts
 the failure against those clauses only, and as undecided (not a pass) for the others the test
-cites.  A hypothesis failure with several distinct examples blames the union of its members.
+cites.  ``with blame():`` (no clause) marks a step that is not what the test checks, such as
+building a model that another clause's tests cover: a failure there is undecided for every clause
+the test cites.  A hypothesis failure with several distinct examples blames the union of its members.
 
 Recognisers.  An erratum is named in the report only when its signature shows in the
 implementation, never because its clause failed: each recogniser builds a small part of the
@@ -27,8 +29,8 @@ _BLAME = "_effnet_blame"
 
 @contextlib.contextmanager
 def blame(*clauses: str) -> Iterator[None]:
-    """A failure inside the block is a failure of ``clauses`` (a subset of those the test cites);
-    an inner ``blame`` wins over an outer one."""
+    """A failure inside the block is a failure of ``clauses`` (a subset of those the test cites; none:
+    of no clause the test cites); an inner ``blame`` wins over an outer one."""
     try:
         yield
     except BaseException as e:

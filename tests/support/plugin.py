@@ -307,7 +307,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     if report.failed and call.excinfo is not None:
         clauses = evidence.blamed(call.excinfo.value)
-        if clauses:
+        if clauses is not None:  # () blames no clause the test cites: undecided for all of them
             report.user_properties.append((BLAME, ",".join(clauses)))
     return report
 
@@ -358,12 +358,14 @@ class ClauseReport:
         props = dict(report.user_properties)
         ids = [c for c in str(props.get("clauses", "")).split(",") if c]
         key = (len(ids), report.nodeid)
-        blamed = [c for c in str(props.get(BLAME, "")).split(",") if c in ids] if report.failed else []
+        has_blame = report.failed and BLAME in props
+        blamed = [c for c in str(props.get(BLAME, "")).split(",") if c in ids] if has_blame else []
         for c in ids:
             r = self.results[c]
-            if blamed and c not in blamed:
-                r.skipped += 1  # undecided: the failure is about another clause the test cites
-                r.skip_reason = r.skip_reason or f"undecided: {report.nodeid} failed on {', '.join(blamed)}"
+            if has_blame and c not in blamed:
+                r.skipped += 1  # undecided: the failure is about another clause than this one
+                about = ", ".join(blamed) or "a step that another clause's tests check"
+                r.skip_reason = r.skip_reason or f"undecided: {report.nodeid} failed on {about}"
                 continue
             if report.when == "call" and hasattr(report, "wasxfail"):
                 if report.passed:

@@ -104,6 +104,7 @@ def test_a_one_line_change_fails_naming_the_first_diverging_block(tmp_path: Path
         ),
         ("json", "--baseline json (module json) is not the EfficientNet API: lacks required name(s) conv_block"),
     ],
+    ids=["unknown_ref", "not_the_api"],
 )
 def test_a_bad_ref_is_one_usage_error(ref: str, message: str) -> None:
     returncode, output = run(B0, "--baseline", ref)

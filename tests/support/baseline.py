@@ -110,7 +110,10 @@ def load_revision(ref: str, commit: str, root: Path = ROOT) -> ModuleType:
     folder = Path(tempfile.mkdtemp(prefix=f"effnet-baseline-{commit[:10]}-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-        tar.extractall(folder, filter="data")
+        if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4: refuse links and paths out of the folder
+            tar.extractall(folder, filter="data")
+        else:  # the archive comes from this repository's own git
+            tar.extractall(folder)
     init = folder / PACKAGE / "__init__.py"
     if not init.is_file():
         raise BaselineError(f"--baseline {ref}: {PACKAGE}/ at commit {commit[:10]} is not a package (no __init__.py)")

@@ -3,9 +3,11 @@ eval mode and in a training step, and automatic mixed precision (float16 and bfl
 
 Skipped where torch.cuda.is_available() is False.  The model is built and its BN statistics
 calibrated on the CPU, then copied to the GPU, so both devices run the same weights on the same
-input.  TF32 is switched off for the float32 comparisons (it rounds convolution and matmul inputs
-to 10 mantissa bits, a relative error near 1e-3, which would hide nothing but swamp float32
-rounding); the mixed-precision tests compare against the float32 CPU output.
+input.  These tests use the GPU under any ``--device``, so they switch TF32 off themselves, with
+tests/support/devices.py's ``no_tf32`` (the plugin does it for every test only under ``--device
+cuda``): it rounds convolution and matmul inputs to 10 mantissa bits, a relative error near 1e-3,
+which would hide nothing but swamp float32 rounding.  The mixed-precision tests compare against
+the float32 CPU output.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from tests.support import torchutil
+from tests.support import devices, torchutil
 
 pytestmark = [
     pytest.mark.extra,
@@ -52,12 +54,8 @@ AMP_STEPS = 5
 
 @pytest.fixture
 def no_tf32() -> Iterator[None]:
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
+    with devices.no_tf32():
         yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 @pytest.fixture(scope="module")

@@ -134,16 +134,18 @@ def per_stage_drop_rate(impl: ModuleType) -> str | None:
 
 
 def no_classifier_dropout(impl: ModuleType) -> str | None:
-    """E-4: the head computes the same in training and in eval mode."""
+    """E-4: pooling and head compute the same in training and in eval mode."""
     model = impl.EfficientNet(0.1, 0.1, 10)
     weight = list(model.head.state_dict().values())[-2]
-    f = torch.randn(256, weight.shape[1], generator=torch.Generator().manual_seed(0))
+    f = torch.randn(256, weight.shape[1], 1, 1, generator=torch.Generator().manual_seed(0))
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        train = model.head.train()(f)
-        evaluated = model.head.eval()(f)
+        train = model.head.train()(model.pool_flatten.train()(f))
+        evaluated = model.head.eval()(model.pool_flatten.eval()(f))
     if torch.equal(train, evaluated):
-        return "EfficientNet(0.1, 0.1, 10).head gives the same output in training as in eval mode: no dropout"
+        return (
+            "EfficientNet(0.1, 0.1, 10)'s pooling and head give the same output in training as in eval mode: no dropout"
+        )
     return None
 
 

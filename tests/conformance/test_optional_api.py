@@ -64,7 +64,9 @@ def test_drop_rate_keyword_sets_the_classifier_dropout(impl, factory):
     for rate in (0.0, 0.5):
         head = _head(_build(impl, factory, drop_rate=rate), factory)
         width = next(m for m in head.modules() if isinstance(m, torch.nn.Linear)).in_features
-        features = torch.randn(1, width).expand(4000, width)
+        # One sample repeated, in memory of its own: a head with in-place dropout (torchvision's) must not
+        # meet an expanded view, whose rows alias one another.
+        features = torch.randn(1, width).expand(4000, width).contiguous()
         with torch.no_grad():
             expected = head.eval()(features[:1]).expand(4000, -1)
             out = head.train()(features)

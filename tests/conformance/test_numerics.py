@@ -79,11 +79,12 @@ small_resolutions = st.integers(32, 64)
 
 
 @pytest.mark.clause("NUM-1")
-@strategies.fewer_examples(0.4)  # two models, a calibration and three passes per example
+@strategies.fewer_examples(0.2)  # two models, a calibration and three passes per example: the module stays near 30 s
 @given(
     w=strategies.model_width_factors, d=strategies.model_depth_factors, n=strategies.class_counts, r=small_resolutions
 )
 @example(w=0.33, d=0.6, n=10, r=64)  # residual blocks in most stages; torchvision's head rule would differ here
+@example(w=0.05, d=0.6, n=3, r=32)  # every width before the head is 8: the first blocks of stages 0, 4, 6 are residual
 def test_eval_output_matches_timms_generator_at_any_factors(impl, device, w, d, n, r):
     ref = reference.prepare_reference(reference.timm_scaled(w, d, n).to(device), r)
     model = reference.build(lambda: impl.EfficientNet(w, d, n)).to(device)
@@ -139,7 +140,7 @@ def test_training_step_matches_timm(impl, device, case):
 
 
 @pytest.mark.clause("NUM-2")
-@strategies.fewer_examples(0.4)  # two models, a calibration, two passes and two backward passes per example
+@strategies.fewer_examples(0.2)  # two models, a calibration, two passes and two backward passes per example
 @given(
     w=strategies.model_width_factors, d=strategies.model_depth_factors, n=strategies.class_counts, r=small_resolutions
 )

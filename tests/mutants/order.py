@@ -5,6 +5,8 @@ $EFFNET_DURATIONS_IN    run the cheapest tests first (durations recorded on a co
 $EFFNET_FIRST_CLAUSES   run the tests citing these clauses (comma-separated) before the others;
 $EFFNET_ONLY_CLAUSES    run only the tests citing at least one of these clauses (comma-separated);
 $EFFNET_NO_SHRINK       do not shrink hypothesis' failing examples (the profile otherwise unchanged);
+$EFFNET_OTHER_EXAMPLES  at most this many drawn examples (explicit ones all run) for the properties that
+                        cite none of $EFFNET_FIRST_CLAUSES: they are run to show that nothing else fails.
 $EFFNET_FAILURES_OUT    write the IDs of the tests that failed (the runner's --matrix).
 
 With ``-x``, a mutant is then rejected by the cheapest test of the clause it violates, when that test
@@ -56,6 +58,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     if known or first:
         items.sort(key=key)
+    if os.environ.get("EFFNET_OTHER_EXAMPLES") and first:
+        _fewer_examples(items, first, int(os.environ["EFFNET_OTHER_EXAMPLES"]))
+
+
+def _fewer_examples(items: list[pytest.Item], first: set[str], most: int) -> None:
+    """Fewer drawn examples for the properties outside the fork's own clauses.  A mutant's own
+    clauses keep the whole profile, so whether it is rejected is unchanged; the other clauses' tests
+    only show that they do not fail too (the root-cause check), and for that a few examples of each
+    property, besides its explicit ones, are enough: a bug that is not theirs shows on any input."""
+    from hypothesis import settings
+
+    for item in items:
+        cites = {c for m in item.iter_markers("clause") for c in m.args}
+        test = getattr(item, "obj", None)
+        own = getattr(test, "_hypothesis_internal_use_settings", None)
+        if cites & first or own is None or own.max_examples <= most:
+            continue
+        test._hypothesis_internal_use_settings = settings(own, max_examples=most)  # type: ignore[union-attr]
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -61,6 +61,9 @@ from tests.mutants import corpus
 ROOT = corpus.ROOT
 PYTEST_ARGS = ["tests/conformance", "-q", "-p", "no:cacheprovider", "-m", "not slow"]
 MATRIX_PYTEST_ARGS = PYTEST_ARGS  # --matrix: every test of every mutant
+# Drawn examples per property of the clauses a mutant does not declare (order.py): they are run for
+# the root-cause check, to show that they pass; the declared clauses' properties keep the profile's.
+OTHER_EXAMPLES = 5
 PRELOAD = ["torch", "timm", "torchvision", "hypothesis", "numpy", "pytest", "xdist"]
 _LOAD_CLAUSE = re.compile(r"\(clause ([A-Z][A-Z0-9]*-\d+)\)")
 
@@ -324,6 +327,7 @@ def _job(
         env["EFFNET_FIRST_CLAUSES"] = ",".join(fork.expected_roots)
         if not first_failure:
             env["EFFNET_ONLY_CLAUSES"] = ",".join(deciding_clauses(fork))
+            env["EFFNET_OTHER_EXAMPLES"] = str(OTHER_EXAMPLES)
         env["EFFNET_NO_SHRINK"] = "1"
     return Job(
         fork,

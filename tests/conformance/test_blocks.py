@@ -43,9 +43,10 @@ class BN:
     bias: Tensor
     mean: Tensor
     var: Tensor
+    eps: float = BN_EPS
 
     def __call__(self, x: Tensor) -> Tensor:
-        return F.batch_norm(x, self.mean, self.var, self.weight, self.bias, training=False, eps=BN_EPS)
+        return F.batch_norm(x, self.mean, self.var, self.weight, self.bias, training=False, eps=self.eps)
 
 
 @dataclass
@@ -134,16 +135,25 @@ class MBConvTensors:
     project: tuple[Tensor, BN]
 
 
+def _own_eps(block: nn.Module, count: int) -> list[float]:
+    """The eps of the block's own BatchNorms (``count`` of them, in order), else BLOCK-2's: the
+    order of the layers is BLOCK-3's, their settings BLOCK-2's (its own tests), so a block with
+    TensorFlow's eps 1e-3 in the right order passes here."""
+    eps = [float(m.eps) for m in torchutil.batchnorms(block)]
+    return eps if len(eps) == count else [BN_EPS] * count
+
+
 def _mbconv_tensors(block: nn.Module, cfg: BlockConfig, generator: torch.Generator) -> MBConvTensors:
     layout = _mbconv_layout(cfg)
     t = _tensors(block, layout, f"MBConv{cfg}")
     _randomise(t, layout, generator)
+    eps = _own_eps(block, 3 if cfg.expansion > 1 else 2)
     if cfg.expansion > 1:
-        expand: tuple[Tensor, BN] | None = (t[0], BN(*t[1:5]))
+        expand: tuple[Tensor, BN] | None = (t[0], BN(*t[1:5], eps.pop(0)))
         t = t[6:]
     else:
         expand = None
-    return MBConvTensors(expand, (t[0], BN(*t[1:5])), SETensors(*t[6:10]), (t[10], BN(*t[11:15])))
+    return MBConvTensors(expand, (t[0], BN(*t[1:5], eps[0])), SETensors(*t[6:10]), (t[10], BN(*t[11:15], eps[1])))
 
 
 def reference_mbconv(
@@ -398,7 +408,10 @@ def test_se_squeezes_to_a_quarter_of_the_block_input(impl, n_in, n_out):
     rd = max(1, n_in // 4)
     for name, e, block in (("mbconv6", 6, impl.mbconv6(n_in, n_out)), ("mbconv1", 1, impl.mbconv1(n_in, n_out, r=4))):
         convs = [tuple(t.shape) for t in block.state_dict().values() if t.ndim == 4]
-        se_reduce = convs[2] if e > 1 else convs[1]
+        # The SE's reduce conv follows the depthwise one (the block's 3 x 3 conv): whether and how
+        # wide the block expands before it is BLOCK-3's business, not SE-2's.
+        depthwise = next((i for i, shape in enumerate(convs[:-1]) if shape[2:] == (3, 3)), 1 if e > 1 else 0)
+        se_reduce = convs[depthwise + 1]
         want = (rd, e * n_in, 1, 1)
         where = f"{name}({n_in}, {n_out}): SE reduce weight {se_reduce}, want {want} (max(1, n_in // 4))"
         # Only the squeezed width: the SE's input, the expanded width, is the block's (BLOCK-3, ARCH-3).

@@ -167,14 +167,19 @@ def test_every_block_has_its_residual_exactly_when_stride_one_and_width_kept(imp
             norms[-1].weight.zero_()
             norms[-1].bias.zero_()
             out = block.eval()(x_in.clone())
+        # An output of exactly 0 (or exactly the input) shows the residual missing (or added) whatever
+        # the branch computes (BLOCK-3): conclusive for BLOCK-4 even where BLOCK-3 fails too.
         if residual:
-            assert torch.equal(out, x_in), (
-                f"{where}: {shape}, so it must add its input (BLOCK-4), but with its last BatchNorm at zero "
-                f"weight and bias its output is not its input (max |output - input| "
-                f"{(out - x_in).abs().max().item():.3g}): the residual connection is missing"
-            )
+            with blame("BLOCK-4", conclusive=not out.any()):
+                assert torch.equal(out, x_in), (
+                    f"{where}: {shape}, so it must add its input (BLOCK-4), but with its last BatchNorm at zero "
+                    f"weight and bias its output is {'exactly 0' if not out.any() else 'not its input'} (max "
+                    f"|output - input| {(out - x_in).abs().max().item():.3g}): the residual connection is missing"
+                )
         else:
-            assert not out.any(), (
-                f"{where}: {shape}, so it must not add its input (BLOCK-4), but with its last BatchNorm at zero "
-                "weight and bias its output is not 0: a residual connection is added"
-            )
+            with blame("BLOCK-4", conclusive=torch.equal(out, x_in)):
+                assert not out.any(), (
+                    f"{where}: {shape}, so it must not add its input (BLOCK-4), but with its last BatchNorm at zero "
+                    f"weight and bias its output is {'exactly its input' if torch.equal(out, x_in) else 'not 0'}: "
+                    "a residual connection is added"
+                )

@@ -161,14 +161,22 @@ def test_scaling_a_multiple_of_8_by_one_keeps_it(impl, n):
 
 
 # --- SCALE-2, SCALE-3: depths and the scaler ------------------------------------------------
-@pytest.mark.clause("SCALE-2", "SCALE-3")
+@pytest.mark.clause("SCALE-2", "SCALE-3", "ARCH-4")
 @given(w=strategies.scale_factors, d=strategies.scale_factors)
 def test_scaler_returns_nine_scaled_widths_and_seven_ceil_depths(impl, w, d):
+    """A wrong stem or stage width, or a head left unscaled, is the scaler's (SCALE-3); a head scaled
+    by another rule (torchvision's 4 x the last stage's width) is ARCH-4's, whose rule it is."""
     widths, depths = impl.efficientnet_scaler(w, d)
     want_widths = [spec_scale_width(x, w) for x in spec.base_widths()]
+    message = f"efficientnet_scaler({w!r}, {d!r}) widths {list(widths)}, want {want_widths}"
     with blame("SCALE-3"):
-        assert list(widths) == want_widths, (
-            f"efficientnet_scaler({w!r}, {d!r}) widths {list(widths)}, want {want_widths}"
+        assert len(widths) == len(want_widths), message
+        assert list(widths)[:-1] == want_widths[:-1], message
+    head_unscaled = widths[-1] == spec.base_widths()[-1]
+    with blame("SCALE-3" if head_unscaled else "ARCH-4"):
+        assert widths[-1] == want_widths[-1], (
+            f"{message}: the head's width is {widths[-1]}, want scale_width({spec.base_widths()[-1]}, {w!r}) = "
+            f"{want_widths[-1]}{' (left unscaled)' if head_unscaled else ' (ARCH-4: the head width rule)'}"
         )
     with blame("SCALE-2"):
         assert list(depths) == spec_depths(d), (

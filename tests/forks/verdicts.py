@@ -37,6 +37,7 @@ class Library:
     title: str
     builds: str  # what the adapter builds, for the page's header
     source_reading: tuple[str, ...]  # departures read off the library's source, for the reader to compare
+    departures: tuple[tuple[str, str], ...]  # (clause, why): the root causes the verdict should name, one a departure
 
 
 LIBRARIES = {
@@ -66,6 +67,18 @@ LIBRARIES = {
                 "padding `(k - 1) // 2`, stochastic depth `0.2 k / N`, classifier dropout 0.2-0.5, SE width "
                 "`max(1, n_in // 4)`: as the spec",
             ),
+            departures=(
+                ("ARCH-4", "the head rule `4 x` the last stage's width (erratum E-9)"),
+                ("BLOCK-2", "B5-B7's TensorFlow BatchNorm eps 1e-3 and momentum 0.01 (erratum E-7)"),
+                (
+                    "BLOCK-3",
+                    "the block built alone: `mbconv1(1, 1)` or `MBConv(1, 1, 1, ...)` expands 1 -> 8 channels and "
+                    "adds an expansion conv that `e = 1` omits. `MBConv` is part of the tutorial's API, so this "
+                    "is a departure of its own (a root cause, not a consequence of BLOCK-2: the block's test takes "
+                    "the block's own BatchNorm eps), though no network that `EfficientNet(w, d)` builds shows it; "
+                    "no erratum, as no port keeps it as a convention",
+                ),
+            ),
         ),
         Library(
             name="efficientnet-pytorch",
@@ -91,6 +104,21 @@ LIBRARIES = {
                 "keeps its width (at small width factors, e.g. w = 0.01 where every width is 8)",
                 "classifier dropout 0.2-0.5 per variant and drop-connect `0.2 k / N`, SE width "
                 "`max(1, int(0.25 n_in))`, head `round_filters(1280)`: as the spec",
+            ),
+            departures=(
+                ("ARCH-2", 'the models\' static TensorFlow "same" padding (erratum E-8)'),
+                ("BLOCK-2", "TensorFlow's BatchNorm eps 1e-3 and momentum 0.01 (erratum E-7)"),
+                (
+                    "BLOCK-3",
+                    'a block\'s dynamic TensorFlow "same" padding, only bottom and right for stride 2 on '
+                    "even sizes (erratum E-10)",
+                ),
+                (
+                    "BLOCK-4",
+                    "the first block of a stride-1 stage without its residual (stride `[1]`): a bug, no erratum; "
+                    "a root although BLOCK-3 fails too, as its evidence (with the projection BN zeroed the block "
+                    "outputs exactly 0) cannot come from the branch",
+                ),
             ),
         ),
     )
@@ -185,6 +213,21 @@ def render(lib: Library, payload: dict[str, Any], slow: bool, lib_version: str) 
             f"**Root causes** (failed clauses not explained by another failed clause): {', '.join(roots) or 'none'}"
             + (f"; their consequences: {', '.join(consequences)}." if consequences else "."),
         ]
+    want = [clause for clause, _ in lib.departures]
+    missing = [c for c in want if c not in roots]
+    extra = [c for c in roots if c not in want]
+    agreement = (
+        "the verdict's root causes are exactly these."
+        if not missing and not extra
+        else f"the verdict's root causes differ: {', '.join(missing) or 'none'} not named, "
+        f"{', '.join(extra) or 'none'} named beside them."
+    )
+    lines += [
+        "",
+        f"The departures read off the source, each with the clause it violates first; {agreement}",
+        "",
+        *(f"- {clause}: {why}" for clause, why in lib.departures),
+    ]
     lines += [
         "",
         "| Clause | Title | Result | Why (the most specific failing test) | Erratum or convention named |",

@@ -25,18 +25,30 @@ import torch
 from torch import Tensor, nn
 
 _BLAME = "_effnet_blame"
+_CONCLUSIVE = "_effnet_conclusive"
 
 
 @contextlib.contextmanager
-def blame(*clauses: str) -> Iterator[None]:
+def blame(*clauses: str, conclusive: bool = False) -> Iterator[None]:
     """A failure inside the block is a failure of ``clauses`` (a subset of those the test cites; none:
-    of no clause the test cites); an inner ``blame`` wins over an outer one."""
+    of no clause the test cites); an inner ``blame`` wins over an outer one.  ``conclusive``: the
+    failure shows a violation of ``clauses`` whatever the clauses they depend on do (the evidence
+    cannot come from another part being wrong), so the report names them root causes even where a
+    dependency failed too, as it does for a clause that shows an erratum's signature."""
     try:
         yield
     except BaseException as e:
         if not hasattr(e, _BLAME):
             setattr(e, _BLAME, tuple(clauses))
+            setattr(e, _CONCLUSIVE, conclusive)
         raise
+
+
+def conclusive(exc: BaseException) -> bool:
+    """Whether the exception's blame is conclusive (for an exception group: every member's)."""
+    if isinstance(exc, BaseExceptionGroup) and not hasattr(exc, _BLAME):
+        return all(conclusive(member) for member in exc.exceptions)
+    return bool(getattr(exc, _CONCLUSIVE, False))
 
 
 def blamed(exc: BaseException) -> tuple[str, ...] | None:
@@ -164,15 +176,32 @@ def se_squeezes_to_zero(impl: ModuleType) -> str | None:
     return None
 
 
+def _batchnorms_of(build: Callable[[], nn.Module]) -> list[nn.Module]:
+    """The BatchNorm layers of a model, built on the meta device where the implementation allows it
+    (a B7 has 66M parameters; only the layers' settings are read), else on CPU."""
+    try:
+        with torch.device("meta"):
+            model = build()
+    except Exception:
+        model = build()
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
+
+
 def tensorflow_batchnorm(impl: ModuleType) -> str | None:
-    """E-7: BatchNorm eps 1e-3 or momentum 0.01, TensorFlow's values."""
-    layers = [m for m in impl.EfficientNet(0.25, 0.34, 10).modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
-    found = []
-    if any(math.isclose(m.eps, 1e-3) for m in layers):
-        found.append("BatchNorm eps is 1e-3 (TensorFlow's), want 1e-5")
-    if any(m.momentum is not None and math.isclose(m.momentum, 0.01) for m in layers):
-        found.append("BatchNorm momentum is 0.01 (TensorFlow's decay 0.99), want 0.1")
-    return "; ".join(found) or None
+    """E-7: BatchNorm eps 1e-3 or momentum 0.01, TensorFlow's values, in EfficientNet(0.25, 0.34) or
+    in a named variant from B5 up (torchvision builds only B5-B7 with TensorFlow's values)."""
+    builds = {"EfficientNet(0.25, 0.34)": lambda: impl.EfficientNet(0.25, 0.34, 10)}
+    builds |= {f"efficientnet_b{i}": getattr(impl, f"efficientnet_b{i}") for i in (5, 6, 7)}
+    for name, build in builds.items():
+        layers = _batchnorms_of(build)
+        found = []
+        if any(math.isclose(m.eps, 1e-3) for m in layers):
+            found.append("BatchNorm eps is 1e-3 (TensorFlow's), want 1e-5")
+        if any(m.momentum is not None and math.isclose(m.momentum, 0.01) for m in layers):
+            found.append("BatchNorm momentum is 0.01 (TensorFlow's decay 0.99), want 0.1")
+        if found:
+            return f"{name}: {'; '.join(found)}"
+    return None
 
 
 def tensorflow_same_padding(impl: ModuleType) -> str | None:
@@ -209,6 +238,28 @@ def torchvision_head_rule(impl: ModuleType) -> str | None:
     return None
 
 
+def tensorflow_same_padding_in_blocks(impl: ModuleType) -> str | None:
+    """E-10: a block's stride-2 depthwise convolution pads an even size only at the bottom and right
+    (TensorFlow "same" padding, computed per input): with every weight 1, a 6x6 input of ones gives
+    9 at the top-left output (no padding there) and 4 at the bottom-right, where padding 1 gives 4 and 9."""
+    block = impl.MBConv(8, 8, 1, 3, 2)
+    depthwise = [m for m in block.modules() if isinstance(m, nn.Conv2d) and m.groups > 1 and m.stride == (2, 2)]
+    if len(depthwise) != 1:
+        return None
+    conv = depthwise[0]
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+        if conv.bias is not None:
+            conv.bias.zero_()
+        out = conv(torch.ones(1, conv.in_channels, 6, 6))
+    if out.shape[-2:] == (3, 3) and float(out[0, 0, 0, 0]) == 9.0 and float(out[0, 0, -1, -1]) == 4.0:
+        return (
+            "MBConv(8, 8, 1, 3, 2)'s depthwise convolution pads a 6x6 input only at the bottom and right "
+            "(TensorFlow 'same' padding), where padding 1 pads every side"
+        )
+    return None
+
+
 RECOGNISERS: dict[str, Recogniser] = {
     "E-1": se_max_pool,
     "E-2": element_wise_branch_dropout,
@@ -219,6 +270,7 @@ RECOGNISERS: dict[str, Recogniser] = {
     "E-7": tensorflow_batchnorm,
     "E-8": tensorflow_same_padding,
     "E-9": torchvision_head_rule,
+    "E-10": tensorflow_same_padding_in_blocks,
 }
 TENSORFLOW_CONVENTIONS = ("E-7", "E-8")
 

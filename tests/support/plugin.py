@@ -297,9 +297,11 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 # failure of the most specific failing test, else the first skip reason.  A failing test that
 # blames some of its clauses (tests/support/evidence.py ``blame``) fails only those; for the
 # others it is undecided, counted as a skip.  The failed clauses are then split into root causes
-# and their consequences along spec/efficientnet.toml [dependencies], and an erratum is named
-# beside a failed clause only when its recogniser sees the erratum's signature.
+# and their consequences along spec/efficientnet.toml [dependencies] (a clause that shows an
+# erratum's signature, or that a conclusive ``blame`` failed, is a root cause whatever else failed),
+# and an erratum is named beside a failed clause only when its recogniser sees the erratum's signature.
 BLAME = "blame"
+CONCLUSIVE = "conclusive"  # the blamed clauses are root causes whatever their dependencies do
 
 
 @pytest.hookimpl(wrapper=True)
@@ -309,6 +311,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         clauses = evidence.blamed(call.excinfo.value)
         if clauses is not None:  # () blames no clause the test cites: undecided for all of them
             report.user_properties.append((BLAME, ",".join(clauses)))
+            if clauses and evidence.conclusive(call.excinfo.value):
+                report.user_properties.append((CONCLUSIVE, "yes"))
     return report
 
 
@@ -353,6 +357,7 @@ class ClauseReport:
     module: ModuleType | None = None  # the implementation, for the errata recognisers
     results: dict[str, ClauseResult] = field(default_factory=lambda: defaultdict(ClauseResult))
     started: float = field(default_factory=time.time)
+    conclusive: set[str] = field(default_factory=set)  # clauses a conclusive blame failed
 
     def add(self, report: pytest.TestReport) -> None:
         props = dict(report.user_properties)
@@ -360,6 +365,8 @@ class ClauseReport:
         key = (len(ids), report.nodeid)
         has_blame = report.failed and BLAME in props
         blamed = [c for c in str(props.get(BLAME, "")).split(",") if c in ids] if has_blame else []
+        if has_blame and CONCLUSIVE in props and not hasattr(report, "wasxfail"):
+            self.conclusive.update(blamed)
         for c in ids:
             r = self.results[c]
             if has_blame and c not in blamed:
@@ -396,7 +403,7 @@ class ClauseReport:
         statuses = {cid: self.results.get(cid, ClauseResult()).status for cid in spec.clauses()}
         failing = [c for c, s in statuses.items() if s in ("FAILED", "XFAIL")]
         errata = self.errata(failing)
-        roots, consequences = spec.root_causes(failing, frozenset(errata))
+        roots, consequences = spec.root_causes(failing, frozenset(errata) | frozenset(self.conclusive))
         rows = []
         for cid, clause in spec.clauses().items():
             r = self.results.get(cid, ClauseResult())

@@ -459,7 +459,11 @@ def keep_tutorial_values(references: dict[str, Any]) -> None:
     committed = tomllib.loads(EXPECTED.read_text()).get("references", {}) if EXPECTED.exists() else {}
     kept = [topic for topic, entries in committed.items() if isinstance(entries, dict) and "tutorial" in entries]
     for topic in kept:
-        references[topic]["tutorial"] = committed[topic]["tutorial"]
+        entries = {**references[topic], "tutorial": committed[topic]["tutorial"]}
+        # The committed key order (the tutorial's entry is measured before some others): the file must
+        # come out the same with the tutorial at hand or without it.
+        order = [k for k in committed[topic] if k in entries] + [k for k in entries if k not in committed[topic]]
+        references[topic] = {k: entries[k] for k in order}
     print(
         f"generate.py: the tutorial is not at hand ({TUTORIAL_HINT}): kept its committed values for {', '.join(kept)}"
     )

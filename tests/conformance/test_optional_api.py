@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tests.support import reference, spec, torchutil
+from tests.support.evidence import blame
 from tests.support.impl import require_optional
 
 OPTIONAL_VARIANTS = [n for n in spec.variants() if spec.variant(n).get("optional", False)]  # b8, l2
@@ -99,6 +100,11 @@ def test_drop_path_rate_keyword_sets_stochastic_depth(impl, factory):
     )
     # The keyword is not ignored: a large rate makes training-mode outputs random.
     noisy = _build(impl, factory, drop_rate=0.0, drop_path_rate=0.9)
+    stages = noisy[1:8] if factory == "EfficientNetSequential" else noisy.stages
+    with blame():  # only a stage of several blocks has residual blocks to drop: how many is SCALE-2's rule
+        assert any(len(stage) > 1 for stage in stages), (
+            f"{factory}: every stage has one block, so no block has a residual branch to drop (see SCALE-2)"
+        )
     noisy.load_state_dict(model.state_dict())
     torchutil.everything_but_batchnorm_training(noisy)
     with torch.no_grad():

@@ -141,7 +141,8 @@ def test_every_block_has_its_residual_exactly_when_stride_one_and_width_kept(imp
     """With the block's last BatchNorm (the projection's) at zero weight and bias, the block's
     output is exactly its input when it has a residual connection, and exactly 0 when not."""
     torch.manual_seed(0)
-    model = impl.EfficientNet(w, d, n).to(device)
+    with blame():  # building the network is the scaling clauses' business, not BLOCK-4's
+        model = impl.EfficientNet(w, d, n).to(device)
     blocks = _blocks(model)
     x = torch.randn(2, 3, RESIDUAL_RESOLUTION, RESIDUAL_RESOLUTION, generator=torch.Generator().manual_seed(0))
     seen = _inputs_and_outputs(model, blocks, x.to(device))

@@ -10,7 +10,9 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-pytest_plugins = ["tests.support.plugin", "tests.support.baseline"]
+# One module per concern: options and loading, the clause report, ID files and expected failures, the
+# refactor check's baseline (each module's docstring names the hooks it owns).
+pytest_plugins = ["tests.support.plugin", "tests.support.report", "tests.support.idfiles", "tests.support.baseline"]
 
 # pytest-xdist already runs one worker per core: more than one intra-op thread per worker
 # oversubscribes the cores, and OpenMP's spinning threads then slow every worker down (about

@@ -1,4 +1,4 @@
-"""The per-clause conformance report (tests/support/plugin.py): statuses, --report files, errata,
+"""The per-clause conformance report (tests/support/report.py): statuses, --report files, errata,
 and aggregation under pytest-xdist.
 
 End to end, pytest runs in a subprocess on tests/conformance/test_api.py (a small, fast
@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
-from tests.support import evidence, plugin, spec
+from tests.support import evidence, spec
 from tests.support import impl as impl_api
+from tests.support import report as clause_report
 
 SELECTION = "tests/conformance/test_api.py"
 SEQUENTIAL_TEST = f"{SELECTION}::test_sequential_has_eleven_children"
@@ -109,10 +110,10 @@ def make_report(clauses: str, outcome: str, when: str = "call", **extra: Any) ->
 
 
 def statuses(*reports: pytest.TestReport, module: ModuleType | None = None) -> dict[str, dict[str, Any]]:
-    clause_report = plugin.ClauseReport("fork", module)
+    collected = clause_report.ClauseReport("fork", module)
     for r in reports:
-        clause_report.add(r)
-    return by_clause({"clauses": clause_report.rows()})
+        collected.add(r)
+    return by_clause({"clauses": collected.rows()})
 
 
 def test_status_rules():
@@ -190,7 +191,7 @@ def test_the_detail_of_a_hypothesis_exception_group_is_its_messages(lines):
 
 def test_verdicts():
     def verdict(*reports: pytest.TestReport) -> str:
-        return plugin.verdict("fork", list(statuses(*reports).values()))
+        return clause_report.verdict("fork", list(statuses(*reports).values()))
 
     assert verdict() == "fork: no clause was checked (no selected test cites one)"
     n = len(spec.clauses())
@@ -222,7 +223,7 @@ def test_root_causes_are_the_failed_clauses_no_failed_dependency_explains():
     assert rows["NUM-1"]["consequence_of"] == ["SE-1", "SCALE-1"]
     assert rows["SE-1"]["consequence_of"] == []
     assert rows["REG-3"]["consequence_of"] == []
-    lines = plugin.root_cause_lines(list(rows.values()))
+    lines = clause_report.root_cause_lines(list(rows.values()))
     assert lines[0].startswith("root cause SE-1 (Average squeeze): tests/x.py::test_SE-1"), lines
     assert lines[1].startswith("root cause SCALE-1 (Width rounding)"), lines
     assert "consequence: ARCH-5 fails because SCALE-1 failed" in lines, lines
@@ -231,7 +232,7 @@ def test_root_causes_are_the_failed_clauses_no_failed_dependency_explains():
 
 def test_a_blamed_failure_fails_only_the_clauses_it_blames():
     whole = make_report("BLOCK-3,BLOCK-4", "failed")
-    whole.user_properties.append((plugin.BLAME, "BLOCK-4"))
+    whole.user_properties.append((clause_report.BLAME, "BLOCK-4"))
     rows = statuses(whole, make_report("BLOCK-3", "passed"))
     assert (rows["BLOCK-4"]["status"], rows["BLOCK-4"]["failed"]) == ("FAILED", 1)
     assert (rows["BLOCK-3"]["status"], rows["BLOCK-3"]["skipped"]) == ("partial", 1), rows["BLOCK-3"]
@@ -256,7 +257,7 @@ def test_blame_travels_with_the_exception_and_unites_over_exception_groups():
 
 def test_a_failure_blamed_on_no_cited_clause_is_undecided_for_all():
     build = make_report("BLOCK-2", "failed")
-    build.user_properties.append((plugin.BLAME, ""))
+    build.user_properties.append((clause_report.BLAME, ""))
     row = statuses(build)["BLOCK-2"]
     assert (row["status"], row["failed"], row["skipped"]) == ("skipped", 0, 1), row
     assert "failed on a step that another clause's tests check" in row["detail"]
@@ -305,7 +306,7 @@ def test_a_clause_that_shows_an_erratum_is_a_root_cause_of_its_own(monkeypatch, 
     # without evidence REG-2 is REG-1's consequence; with E-3's signature it is a departure of its own.
     failures = (make_report("REG-1", "failed"), make_report("REG-2", "failed"))
     assert statuses(*failures)["REG-2"]["consequence_of"] == ["REG-1"]
-    monkeypatch.setattr(plugin, "recognised", lambda e, module: "one rate per stage" if e == "E-3" else None)
+    monkeypatch.setattr(clause_report, "recognised", lambda e, module: "one rate per stage" if e == "E-3" else None)
     rows = statuses(*failures, module=max_pool_se)
     assert rows["REG-2"]["root_cause"]
     assert rows["REG-2"]["errata"][0].startswith("E-3: ")

@@ -1,4 +1,4 @@
-"""--xfails-file and --skips-file (tests/support/plugin.py): a fork declares its known deviations.
+"""--xfails-file and --skips-file (tests/support/idfiles.py): a fork declares its known deviations.
 
 As in array-api-tests, each line of the file names a test (a full test ID, a test ID without its
 parameters, a test file, a directory) and ``#`` starts a comment; here a line can also name a
@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import plugin
+from tests.support import idfiles
 
 ROOT = Path(__file__).resolve().parents[2]
 SELECTION = "tests/conformance/test_api.py"
@@ -116,13 +116,13 @@ def test_unknown_clause_id_is_a_usage_error(tmp_path: Path) -> None:
     path = tmp_path / "xfails.txt"
     path.write_text("SE-1\nSE-99  # a typo\n")
     with pytest.raises(pytest.UsageError, match=r"line 2: 'SE-99' is not a clause ID of spec/SPEC.md"):
-        plugin.read_id_file("--xfails-file", str(path))
+        idfiles.read_id_file("--xfails-file", str(path))
 
 
 def test_id_file_ignores_blank_lines_and_comments(tmp_path: Path) -> None:
     path = tmp_path / "skips.txt"
     path.write_text("# header\n\n  SE-1   # max-pool squeeze\ntests/conformance/test_api.py\n")
-    entries = plugin.read_id_file("--skips-file", str(path))
+    entries = idfiles.read_id_file("--skips-file", str(path))
     assert [(e.id, e.note, e.line) for e in entries] == [
         ("SE-1", "max-pool squeeze", 3),
         ("tests/conformance/test_api.py", "", 4),
@@ -149,7 +149,7 @@ ITEM = SimpleNamespace(
     ],
 )
 def test_entry_matches(entry: str) -> None:
-    assert plugin._matches(entry, ITEM, ["SE-1", "NUM-1"])
+    assert idfiles._matches(entry, ITEM, ["SE-1", "NUM-1"])
 
 
 @pytest.mark.parametrize(
@@ -157,4 +157,4 @@ def test_entry_matches(entry: str) -> None:
     ["SE-2", "tests/conformance/test_blocks.py::test_se", "tests/conformance/test_block", "test_se", "tests/meta/"],
 )
 def test_entry_does_not_match(entry: str) -> None:
-    assert not plugin._matches(entry, ITEM, ["SE-1", "NUM-1"])
+    assert not idfiles._matches(entry, ITEM, ["SE-1", "NUM-1"])

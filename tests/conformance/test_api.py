@@ -38,3 +38,12 @@ def test_sequential_has_eleven_children(impl):
     model = impl.EfficientNetSequential(0.25, 0.34, n_classes=5)
     assert isinstance(model, nn.Sequential), f"EfficientNetSequential returned {type(model).__name__}"
     assert len(model) == 11, f"EfficientNetSequential has {len(model)} children, not 11"
+
+
+@pytest.mark.clause("API-3")
+@pytest.mark.parametrize("bn", [True, False])
+@pytest.mark.parametrize("act", [True, False])
+def test_conv_block_returns_a_sequential(impl, bn, act):
+    """Only the form: what its layers compute, whatever their number and classes, is BLOCK-1's."""
+    block = impl.conv_block(4, 8, bn=bn, act=act)
+    assert isinstance(block, nn.Sequential), f"conv_block(4, 8, bn={bn}, act={act}) is a {type(block).__name__}"

@@ -11,75 +11,27 @@ not by the names a fork gives its attributes.
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import pytest
 import torch
 from hypothesis import example, given
 from torch import Tensor, nn
 
-from tests.support import reference, spec, strategies, torchutil
+from tests.support import norms, reference, spec, strategies, torchutil
 from tests.support.evidence import blame
-
-LAYERS = spec.data()["base"]["layers"]
-CONVENTIONS: dict[str, list[dict[str, Any]]] = spec.data()["batchnorm_conventions"]
-# BLOCK-2: what every normalisation layer must have.
-BN_SETTINGS = {
-    "eps": LAYERS["batchnorm_eps"],
-    "momentum": LAYERS["batchnorm_momentum"],
-    "affine": True,
-    "track_running_stats": True,
-}
 
 NAMED = spec.variants(include_optional=False)
 OPTIONAL = [n for n in spec.variants() if n not in NAMED]  # b8, l2 (API-5): large, so slow
 ALL = [*NAMED, *(pytest.param(n, marks=pytest.mark.slow) for n in OPTIONAL)]
 
 
-# --- BLOCK-2: every BatchNorm of the models ------------------------------------------------------
-def _convention(setting: str, value: object) -> str:
-    """The known convention (efficientnet.toml [batchnorm_conventions]) that a value found belongs
-    to, as ', name', or ''."""
-    if not isinstance(value, float):
-        return ""
-    names = [c["name"] for c in CONVENTIONS.get(setting, []) if math.isclose(value, c["value"])]
-    return f", {names[0]}" if names else ""
-
-
-def _show(value: object) -> str:
-    return f"{value:g}" if isinstance(value, float) else repr(value)  # 1 - 0.99 shows as 0.01
-
-
-def _layer_problems(m: nn.Module) -> list[str]:
-    if type(m) is not nn.BatchNorm2d:
-        return [f"is {type(m).__name__}, not torch.nn.BatchNorm2d"]
-    return [
-        f"{setting} {_show(getattr(m, setting))}, want {_show(want)}{_convention(setting, getattr(m, setting))}"
-        for setting, want in BN_SETTINGS.items()
-        if getattr(m, setting) != want
-    ]
-
-
-def batchnorm_problem(model: nn.Module) -> str | None:
-    """None when every normalisation layer is a BatchNorm2d with the spec's settings, else the first
-    that is not (module path, each value found, value wanted, the convention it belongs to) and
-    how many of the model's normalisation layers are wrong."""
-    layers = torchutil.normalisation_layers(model)
-    wrong = [(path, problems) for path, m in layers if (problems := _layer_problems(m))]
-    if not wrong:
-        return None
-    path, problems = wrong[0]
-    return f"{path}: {'; '.join(problems)}; {len(wrong)} of its {len(layers)} normalisation layers are wrong"
-
-
+# --- BLOCK-2: every BatchNorm of the models (found and judged by behaviour: tests/support/norms.py) ---
 @pytest.mark.clause("BLOCK-2")
 @pytest.mark.parametrize("name", ALL)
 def test_every_batchnorm_of_a_named_variant_has_the_spec_settings(impl, name):
     with blame():  # building the variant is the structure clauses' business, not BLOCK-2's
         model = reference.impl_shapes_only(impl, name)
-    assert torchutil.normalisation_layers(model), f"efficientnet_{name} has no normalisation layer"
-    problem = batchnorm_problem(model)
+    assert norms.layers(model), f"efficientnet_{name} has no normalisation layer"
+    problem = norms.problem(model)
     assert problem is None, f"efficientnet_{name}: {problem}"
 
 
@@ -92,7 +44,7 @@ def test_every_batchnorm_has_the_spec_settings_at_any_factors(impl, w, d, n):
     for form in ("EfficientNet", "EfficientNetSequential"):
         with blame():  # building the model is the structure clauses' business, not BLOCK-2's
             model = reference.structure(lambda form=form: getattr(impl, form)(w, d, n))
-        problem = batchnorm_problem(model)
+        problem = norms.problem(model)
         assert problem is None, f"{form}({w!r}, {d!r}, {n}): {problem}"
 
 
@@ -162,11 +114,14 @@ def test_every_block_has_its_residual_exactly_when_stride_one_and_width_kept(imp
                     f"differs from eval mode by {err:.2e} relative: stochastic depth (or dropout) on a block without "
                     "a residual connection"
                 )
-        norms = torchutil.batchnorms(block)
-        assert norms, f"{where}: no BatchNorm found in the block (BLOCK-3's projection BN)"
+        with blame("API-4"):  # the premise (API-4): the block's last five entries are its projection BN
+            tensors = list(block.state_dict().values())
+            last = [tuple(t.shape) for t in tensors[-5:]]
+            want = [(y.shape[1],)] * 4 + [()]
+            assert last == want, f"{where}: its last state_dict entries {last} are not a BatchNorm of {want[0]}"
         with torch.no_grad():
-            norms[-1].weight.zero_()
-            norms[-1].bias.zero_()
+            tensors[-5].zero_()  # the projection BN's weight and bias
+            tensors[-4].zero_()
             out = block.eval()(x_in.clone())
         # An output of exactly 0 (or exactly the input) shows the residual missing (or added) whatever
         # the branch computes (BLOCK-3): conclusive for BLOCK-4 even where BLOCK-3 fails too.

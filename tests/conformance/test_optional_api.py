@@ -64,7 +64,7 @@ def test_drop_rate_keyword_sets_the_classifier_dropout(impl, factory):
     torch.manual_seed(0)
     for rate in (0.0, 0.5):
         head = _head(_build(impl, factory, drop_rate=rate), factory)
-        width = next(m for m in head.modules() if isinstance(m, torch.nn.Linear)).in_features
+        width = list(head.state_dict().values())[-2].shape[1]  # API-4: the classifier weight, then its bias
         # One sample repeated, in memory of its own: a head with in-place dropout (torchvision's) must not
         # meet an expanded view, whose rows alias one another.
         features = torch.randn(1, width).expand(4000, width).contiguous()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import ModuleType
 
 import torch
@@ -66,6 +67,45 @@ def blamed(exc: BaseException) -> tuple[str, ...] | None:
             found += [c for c in clauses if c not in found]
         return tuple(found)
     return None
+
+
+# --- Errors of the suite -------------------------------------------------------------------------
+# The suite's own code: a failure raised here that is not an assertion (an IndexError in a test's
+# indexing, a KeyError in a helper) says nothing about the implementation.  tests/forks/ and any
+# --impl file are the implementation's side, as are torch and every other library.
+_TESTS = Path(__file__).resolve().parents[1]
+_SUITE_DIRS = tuple(_TESTS / d for d in ("support", "conformance", "refactor", "extras", "golden"))
+
+
+def _in_suite(filename: str) -> bool:
+    try:
+        path = Path(filename).resolve()
+    except (OSError, ValueError):
+        return False
+    return any(path.is_relative_to(d) for d in _SUITE_DIRS)
+
+
+def suite_error(exc: BaseException) -> str | None:
+    """Where the exception shows a bug of the suite, a one-line description ("IndexError: ... at
+    tests/conformance/x.py:12"), else None.  That is: it is not an AssertionError and the innermost
+    frame of its traceback, the code that raised it, is the suite's own (for an exception group:
+    every member is such an error).  An exception raised in the implementation, or in torch on the
+    implementation's behalf, is a verdict as usual."""
+    if isinstance(exc, BaseExceptionGroup) and not hasattr(exc, _BLAME):
+        found = [suite_error(member) for member in exc.exceptions]
+        return "; ".join(f for f in found if f) if all(found) else None
+    if isinstance(exc, AssertionError) or not isinstance(exc, Exception):
+        return None
+    tb = exc.__traceback__
+    if tb is None:
+        return None
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    filename = tb.tb_frame.f_code.co_filename
+    if not _in_suite(filename):
+        return None
+    where = Path(filename).resolve().relative_to(_TESTS.parent)
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} at {where}:{tb.tb_lineno}"
 
 
 # --- Recognisers of known departures (spec/SPEC.md section 9, column "Signature") -------------
@@ -169,10 +209,12 @@ def head_1080(impl: ModuleType) -> str | None:
 
 
 def se_squeezes_to_zero(impl: ModuleType) -> str | None:
-    """E-6: SEBlock(c, r) squeezes to c // r channels, 0 when c < r."""
-    shapes = [tuple(t.shape) for t in impl.SEBlock(3, 4).state_dict().values()]
-    if shapes and shapes[0][0] == 0:
-        return f"SEBlock(3, 4) squeezes to 0 channels (3 // 4): its reduce weight is {shapes[0]}"
+    """E-6: SEBlock(c, r) squeezes some block of fewer than r channels to 0 channels (c // r, or
+    c / r rounded to the nearest), where the reference code keeps at least 1."""
+    for c, r in ((3, 4), (1, 2), (1, 3), (2, 8)):
+        shapes = [tuple(t.shape) for t in impl.SEBlock(c, r).state_dict().values()]
+        if shapes and shapes[0] and shapes[0][0] == 0:
+            return f"SEBlock({c}, {r}) squeezes to 0 channels: its reduce weight is {shapes[0]}"
     return None
 
 

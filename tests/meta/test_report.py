@@ -327,3 +327,49 @@ def test_no_recogniser_sees_a_departure_in_effnet():
     effnet = impl_api.load("effnet")
     seen = {e: found for e in evidence.RECOGNISERS if (found := evidence.recognise(e, effnet))}
     assert not seen, f"recognisers fire on the conforming effnet: {seen}"
+
+
+# --- Errors of the suite ------------------------------------------------------------------------
+def _raised_in(filename: str, code: str) -> BaseException:
+    """The exception that ``code`` raises when it runs as if it were the file ``filename``."""
+    try:
+        exec(compile(code, filename, "exec"), {})
+    except BaseException as e:
+        return e
+    raise AssertionError(f"{code!r} raised nothing")
+
+
+def test_an_exception_in_the_suites_own_code_is_an_error_of_the_suite():
+    suite_file = str(Path(evidence.__file__))  # tests/support/evidence.py: the suite's own code
+    index_error = _raised_in(suite_file, "[][0]")
+    found = evidence.suite_error(index_error)
+    assert found is not None
+    assert found.startswith("IndexError: list index out of range at tests/support/evidence.py:1")
+    # Not the suite's: an assertion (a verdict), or anything raised in the implementation's file.
+    assert evidence.suite_error(_raised_in(suite_file, "assert False, 'wrong'")) is None
+    assert evidence.suite_error(_raised_in(str(spec.ROOT / "effnet" / "model.py"), "[][0]")) is None
+    assert evidence.suite_error(_raised_in(str(spec.ROOT / "tests" / "forks" / "fork.py"), "{}['x']")) is None
+    group = ExceptionGroup("two examples", [index_error, _raised_in(suite_file, "{}['k']")])
+    assert evidence.suite_error(group) is not None
+    mixed = ExceptionGroup("two examples", [index_error, _raised_in(suite_file, "assert False")])
+    assert evidence.suite_error(mixed) is None
+
+
+def test_an_error_of_the_suite_is_undecided_for_its_clauses_and_named_in_the_verdict():
+    collected = clause_report.ClauseReport("fork")
+    error = make_report("REG-1,REG-2", "failed", longrepr="E   IndexError: list index out of range")
+    error.user_properties += [
+        (clause_report.SUITE_ERROR, "IndexError: list index out of range at tests/conformance/x.py:3"),
+        (clause_report.BLAME, ""),
+    ]
+    collected.add(error)
+    collected.add(make_report("API-1", "passed"))
+    rows = by_clause({"clauses": collected.rows()})
+    assert rows["REG-1"]["status"] == rows["REG-2"]["status"] == "skipped"
+    assert "an error of the suite (IndexError" in rows["REG-1"]["detail"]
+    assert collected.suite_errors == [
+        "tests/x.py::test_REG-1,REG-2: IndexError: list index out of range at tests/conformance/x.py:3"
+    ]
+    text = clause_report.verdict("fork", list(rows.values()), len(collected.suite_errors))
+    assert text.startswith("fork conforms to every clause that ran")
+    assert "1 error of the suite (not of the implementation" in text

@@ -46,12 +46,16 @@ def pytest_configure(config: pytest.Config) -> None:
 # and an erratum is named beside a failed clause only when its recogniser sees the erratum's signature.
 BLAME = "blame"
 CONCLUSIVE = "conclusive"  # the blamed clauses are root causes whatever their dependencies do
+SUITE_ERROR = "suite_error"  # an exception raised by the suite's own code (evidence.suite_error)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
-    if report.failed and call.excinfo is not None:
+    if report.failed and call.excinfo is not None and (error := evidence.suite_error(call.excinfo.value)):
+        # A bug of the suite, not a verdict: undecided for every clause the test cites.
+        report.user_properties += [(SUITE_ERROR, error), (BLAME, "")]
+    elif report.failed and call.excinfo is not None:
         clauses = evidence.blamed(call.excinfo.value)
         if clauses is not None:  # () blames no clause the test cites: undecided for all of them
             report.user_properties.append((BLAME, ",".join(clauses)))
@@ -102,6 +106,7 @@ class ClauseReport:
     results: dict[str, ClauseResult] = field(default_factory=lambda: defaultdict(ClauseResult))
     started: float = field(default_factory=time.time)
     conclusive: set[str] = field(default_factory=set)  # clauses a conclusive blame failed
+    suite_errors: list[str] = field(default_factory=list)  # "nodeid: error" of each error of the suite
 
     def add(self, report: pytest.TestReport) -> None:
         props = dict(report.user_properties)
@@ -111,11 +116,18 @@ class ClauseReport:
         blamed = [c for c in str(props.get(BLAME, "")).split(",") if c in ids] if has_blame else []
         if has_blame and CONCLUSIVE in props and not hasattr(report, "wasxfail"):
             self.conclusive.update(blamed)
+        suite_error = props.get(SUITE_ERROR) if report.failed else None
+        if suite_error:
+            self.suite_errors.append(f"{report.nodeid}: {suite_error}")
         for c in ids:
             r = self.results[c]
             if has_blame and c not in blamed:
                 r.skipped += 1  # undecided: the failure is about another clause than this one
                 about = ", ".join(blamed) or "a step that another clause's tests check"
+                if suite_error:
+                    about = f"an error of the suite ({suite_error})"
+                elif not blamed and props.get(BLAME):
+                    about = f"its premise, {props[BLAME]}"  # a premise from clauses the test does not cite
                 r.skip_reason = r.skip_reason or f"undecided: {report.nodeid} failed on {about}"
                 continue
             if report.when == "call" and hasattr(report, "wasxfail"):
@@ -228,7 +240,19 @@ def root_cause_lines(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def verdict(impl: str, rows: list[dict[str, Any]]) -> str:
+def verdict(impl: str, rows: list[dict[str, Any]], suite_errors: int = 0) -> str:
+    """The one-line verdict; with errors of the suite it says that they decide nothing."""
+    text = _verdict(impl, rows)
+    if suite_errors:
+        s = "s" if suite_errors > 1 else ""
+        text += (
+            f"; {suite_errors} error{s} of the suite (not of the implementation: the clauses those tests cite are "
+            "undecided there; please report)"
+        )
+    return text
+
+
+def _verdict(impl: str, rows: list[dict[str, Any]]) -> str:
     by_status = {s: [r["clause"] for r in rows if r["status"] == s] for s in STATUSES}
     ran = len(rows) - len(by_status["not run"])
     if not ran:
@@ -289,10 +313,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     report: ClauseReport = config.stash[REPORT_KEY]
     rows = report.rows()
-    text = verdict(report.impl, rows)
+    text = verdict(report.impl, rows, len(report.suite_errors))
     tensorflow = tensorflow_conventions(report.module, rows)
     path = config.getoption("--report")
-    written = write_report(Path(path), report.impl, rows, text, tensorflow) if path else None
+    written = write_report(Path(path), report.impl, rows, text, tensorflow, report.suite_errors) if path else None
     ran = [r for r in rows if r["status"] != "not run"]
     if not ran:
         return  # no test citing a clause ran (e.g. only tests/meta): no table to show
@@ -317,6 +341,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     not_run = [r["clause"] for r in rows if r["status"] == "not run"]
     if not_run:
         tr.write_line(f"not run (no selected test cites them): {', '.join(not_run)}")
+    for error in report.suite_errors:
+        tr.write_line(f"error of the suite (a bug to report, not a verdict): {error[:400]}", red=True)
     failed = any(r["status"] == "FAILED" for r in rows)
     tr.write_line(f"verdict: {text}", bold=True, red=failed, green=not failed)
     if written:
@@ -324,7 +350,12 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
 
 def write_report(
-    path: Path, impl: str, rows: list[dict[str, Any]], verdict: str, tensorflow: str | None = None
+    path: Path,
+    impl: str,
+    rows: list[dict[str, Any]],
+    verdict: str,
+    tensorflow: str | None = None,
+    suite_errors: list[str] | None = None,
 ) -> tuple[Path, Path]:
     """PATH.json (machine-readable) and PATH.md (root causes, then a table); a .json or .md suffix of
     PATH is dropped."""
@@ -339,6 +370,7 @@ def write_report(
         "summary": summary,
         "root_causes": roots,
         "tensorflow_conventions": tensorflow,
+        "suite_errors": list(suite_errors or []),
         "clauses": rows,
     }
     json_path.write_text(json.dumps(payload, indent=2) + "\n")
@@ -353,6 +385,10 @@ def write_report(
         lines.append("")
     if tensorflow:
         lines += [f"`{impl}`: {tensorflow}.", ""]
+    if suite_errors:
+        lines += ["## Errors of the suite (bugs to report, not verdicts)", ""]
+        lines += [f"- {cell(error)}" for error in suite_errors]
+        lines.append("")
     lines += [
         "| Clause | Title | Status | Passed | Failed | Skipped | XFail | Root cause, or consequence of | "
         "First failure or skip reason | Erratum |",

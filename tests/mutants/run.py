@@ -143,39 +143,12 @@ def run_one(job: Job, extra: list[str], timeout: float, preload: multiprocessing
     first_failure = job.fork.kind == "mutant" and "EFFNET_ONLY_CLAUSES" not in env and "EFFNET_FAILURES_OUT" not in env
     base = [*PYTEST_ARGS, "-x"] if first_failure else PYTEST_ARGS
     args = [*base, "-p", "tests.mutants.order", "--impl", str(job.path), "--report", str(job.report), *extra]
-    start = time.perf_counter()
-    if preload is not None:
-        process = preload.Process(target=_pytest_child, args=(args, str(job.log), job.env))
-        process.start()
-        process.join(timeout)
-        if process.is_alive():
-            process.kill()
-            process.join()
-            returncode = None
-        else:
-            returncode = process.exitcode
-    else:
-        with open(job.log, "w") as log:
-            try:
-                returncode = subprocess.run(
-                    [sys.executable, "-m", "pytest", *args],
-                    cwd=ROOT,
-                    env={**os.environ, **job.env},
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    timeout=timeout,
-                    check=False,
-                ).returncode
-            except subprocess.TimeoutExpired:
-                returncode = None
-    seconds = time.perf_counter() - start
+    returncode, seconds, cpu = run_pytest(args, job.log, job.env, timeout, preload)
     recorded, shared = job.env.get("EFFNET_DURATIONS_OUT"), job.path.parent / "durations.json"
     if returncode == 0 and recorded and Path(recorded).exists() and not shared.exists():
         shutil.copy(recorded, shared.with_suffix(".tmp"))
         os.replace(shared.with_suffix(".tmp"), shared)  # the mutants' test order, from the first variation done
     output = job.log.read_text(errors="replace") if job.log.exists() else ""
-    cpu_file = job.log.with_suffix(".cpu")
-    cpu = float(cpu_file.read_text()) if cpu_file.exists() else None
     fork = job.fork
     common = {
         "kind": fork.kind,
@@ -223,6 +196,53 @@ def run_one(job: Job, extra: list[str], timeout: float, preload: multiprocessing
     )
 
 
+def run_pytest(
+    args: list[str], log: Path, env: dict[str, str], timeout: float, preload: multiprocessing.context.BaseContext | None
+) -> tuple[int | None, float, float | None]:
+    """``pytest ARGS`` with ``env`` added and its output in ``log``: forked from the preloaded server
+    (``preload``) or a plain subprocess.  Returns the exit status (None: killed after ``timeout``
+    seconds), the wall time and the run's CPU time (None when unknown)."""
+    start = time.perf_counter()
+    if preload is not None:
+        process = preload.Process(target=_pytest_child, args=(args, str(log), env))
+        process.start()
+        process.join(timeout)
+        if process.is_alive():
+            process.kill()
+            process.join()
+            returncode = None
+        else:
+            returncode = process.exitcode
+    else:
+        with open(log, "w") as out:
+            try:
+                returncode = subprocess.run(
+                    [sys.executable, "-m", "pytest", *args],
+                    cwd=ROOT,
+                    env={**os.environ, **env},
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    timeout=timeout,
+                    check=False,
+                ).returncode
+            except subprocess.TimeoutExpired:
+                returncode = None
+    seconds = time.perf_counter() - start
+    cpu_file = log.with_suffix(".cpu")
+    cpu = float(cpu_file.read_text()) if cpu_file.exists() else None
+    return returncode, seconds, cpu
+
+
+def preload_context(no_preload: bool = False) -> multiprocessing.context.BaseContext | None:
+    """The forkserver that has imported torch, timm, torchvision ... once (PRELOAD), from which each
+    run is forked; None (plain subprocesses) with ``no_preload`` or where there is no forkserver."""
+    if no_preload or "forkserver" not in multiprocessing.get_all_start_methods():  # not on Windows
+        return None
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    return context
+
+
 def _first_failure(report: Path, output: str, returncode: int, path: Path) -> tuple[list[str], str]:
     """The root causes and the first one's failing test from the --report JSON, or the clause
     named by a load-time error."""
@@ -260,10 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     # One intra-op thread per run: two runs on two cores would otherwise fight over them.  Set
     # before the server process imports torch.
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.jobs)))
-    preload = None
-    if not args.no_preload and "forkserver" in multiprocessing.get_all_start_methods():  # not on Windows
-        preload = multiprocessing.get_context("forkserver")
-        preload.set_forkserver_preload(PRELOAD)
+    preload = preload_context(args.no_preload)
     jobs = [_job(f, texts[f.name], workdir, args.profile, args.matrix, args.first_failure) for f in forks]
     # Variations first: they run every test, and they record the durations the mutants sort by.
     jobs.sort(key=lambda j: j.fork.kind != "variation")

@@ -39,6 +39,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -469,31 +471,6 @@ def keep_tutorial_values(references: dict[str, Any]) -> None:
     )
 
 
-# --- A small TOML writer: fixed key order, stable number formatting -------------------------
-def _value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        return f"{v:.4f}" if float(f"{v:.4f}") == v else repr(v)  # 1e-05, 0.010000000000000009 exactly
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(v, list):
-        return "[" + ", ".join(_value(x) for x in v) + "]"
-    raise TypeError(f"cannot write {v!r} to TOML")
-
-
-def _table(prefix: str, table: dict[str, Any], out: list[str]) -> None:
-    scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
-    if scalars:
-        out += ["", f"[{prefix}]"] if prefix else []
-        out += [f"{k} = {_value(v)}" for k, v in scalars.items()]
-    for k, v in table.items():
-        if isinstance(v, dict):
-            _table(f"{prefix}.{k}" if prefix else k, v, out)
-
-
 def to_toml(data: dict[str, Any], versions: str) -> str:
     out = [
         "# spec/expected.toml: expectations derived from timm (and the references).  GENERATED, do not edit.",
@@ -508,8 +485,8 @@ def to_toml(data: dict[str, Any], versions: str) -> str:
         "# examples = [w, head, spec head]. batchnorm: [eps, momentum]. regularisation: [classifier dropout,",
         "# last block's drop probability, the module that drops]. se_width: squeezed width for n_in in inputs.",
     ]
-    _table("", data, out)
-    return "\n".join(out) + "\n"
+    # tomli-w keeps the dicts' key order: the order generate() measured in, the same on every run.
+    return "\n".join(out) + "\n\n" + tomli_w.dumps(data)
 
 
 # --- SPEC.md: generated tables and Checked-by lines ---------------------------------------

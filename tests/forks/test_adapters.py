@@ -57,3 +57,25 @@ def test_adapter_wraps_the_librarys_own_modules(lib: verdicts.Library) -> None:
     model = module.EfficientNet(0.25, 0.34, 5)
     kinds = {type(m).__module__.split(".")[0] for m in model.stages.modules() if not isinstance(m, nn.Sequential)}
     assert lib.module in kinds, f"{lib.adapter}: the stages hold no module of {lib.module} ({sorted(kinds)})"
+
+
+def test_timm_adapter_is_timms_generator_in_the_tutorials_layout() -> None:
+    """tests/forks/timm_adapter.py (not yet in verdicts.LIBRARIES): the tutorial's API, and
+    `EfficientNet(w, d, n)` is timm's `_gen_efficientnet` at the same factors, tensor for tensor."""
+    timm = pytest.importorskip("timm", reason="timm is not installed: tests/forks/timm_adapter.py cannot load")
+    module = impl_api.load(str(verdicts.ROOT / "tests/forks/timm_adapter.py"))
+    assert impl_api.api_problems(module) == []
+    torch.manual_seed(0)
+    model = module.EfficientNet(0.25, 0.34, 5).eval()
+    assert [n for n, _ in model.named_children()] == ["stem", "stages", "pre", "pool_flatten", "head"]
+    assert len(model.stages) == 7
+    assert len(module.EfficientNetSequential(0.25, 0.34, 5)) == 11
+    reference = timm.models.efficientnet._gen_efficientnet(
+        "efficientnet_b0", channel_multiplier=0.25, depth_multiplier=0.34, num_classes=5
+    ).eval()
+    ours, theirs = model.state_dict(), reference.state_dict()
+    assert [tuple(t.shape) for t in ours.values()] == [tuple(t.shape) for t in theirs.values()]
+    model.load_state_dict(dict(zip(ours, theirs.values(), strict=True)))
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x), reference(x))

@@ -17,9 +17,8 @@ import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812 - the usual alias
 from hypothesis import example, given
-from torch import nn
 
-from tests.support import reference, spec, strategies, torchutil
+from tests.support import premises, reference, spec, strategies, torchutil
 from tests.support.evidence import blame
 
 NAMED = spec.variants(include_optional=False)
@@ -92,16 +91,6 @@ def test_stage_shapes_at_small_odd_resolution_match_timm(impl, name):
         )
 
 
-def _first_kind_mismatch(model: nn.Module, ref: nn.Module) -> str | None:
-    """Where a parameter of one is a buffer of the other (shapes already agree)."""
-    names, ref_names = list(model.state_dict()), list(ref.state_dict())
-    for i, (a, e) in enumerate(zip(spec.shape_signature(model), spec.shape_signature(ref), strict=True)):
-        if a[0] != e[0]:
-            kind = {"P": "a parameter", "B": "a buffer"}
-            return f"position {i}: {names[i]} is {kind[a[0]]}, timm's {ref_names[i]} is {kind[e[0]]}"
-    return None
-
-
 @pytest.mark.clause("API-4", "ARCH-5")
 @pytest.mark.parametrize("name", ALL)
 def test_parameter_and_buffer_shapes_match_timm_in_order(impl, name):
@@ -111,7 +100,7 @@ def test_parameter_and_buffer_shapes_match_timm_in_order(impl, name):
     reordered = sorted(spec.shape_signature(model)) == sorted(spec.shape_signature(ref))
     with blame("API-4" if reordered else "ARCH-5"):
         assert problem is None, f"efficientnet_{name} state_dict differs from timm's at {problem}"
-    problem = _first_kind_mismatch(model, ref)
+    problem = premises.first_kind_mismatch(model, ref)
     assert problem is None, f"efficientnet_{name} state_dict differs from timm's at {problem}"
     recorded = spec.expected().get("variants", {}).get(name, {}).get("fingerprint")
     if recorded is not None:
@@ -155,17 +144,11 @@ def _with_structure_examples(test: Callable[..., None]) -> Callable[..., None]:
 @given(w=strategies.structure_width_factors, d=strategies.structure_depth_factors, n=strategies.structure_class_counts)
 @_with_structure_examples
 def test_state_dict_matches_timms_generator_at_any_factors(impl, w, d, n):
-    """Both forms, built on the meta device (on the CPU if they cannot be), have the shapes, the
-    kinds (parameter or buffer) and the parameter count of timm's generator at the same factors."""
-    ref = reference.timm_scaled_meta(w, d, n)
-    expected = sum(p.numel() for p in ref.parameters())
-    for form in ("EfficientNet", "EfficientNetSequential"):
-        model = reference.structure(lambda form=form: getattr(impl, form)(w, d, n))
-        where = f"{form}({w!r}, {d!r}, {n}) vs {reference.TIMM_GENERATOR} at the same factors"
-        problem = torchutil.first_shape_mismatch(model, ref) or _first_kind_mismatch(model, ref)
-        assert problem is None, f"{where}: state_dict differs at {problem}"
-        count = sum(p.numel() for p in model.parameters())
-        assert count == expected, f"{where}: {count:,} parameters, timm's has {expected:,}"
+    """``EfficientNet(w, d, n)``, built on the meta device (on the CPU if it cannot be), has the
+    shapes, the kinds (parameter or buffer) and the parameter count of timm's generator at the same
+    factors.  The Sequential form is held to the module form by SEQ-1."""
+    problem = premises.state_dict_problem(impl.EfficientNet, w, d, n)
+    assert problem is None, problem
 
 
 @pytest.mark.clause("ARCH-4")
@@ -175,7 +158,9 @@ def test_state_dict_matches_timms_generator_at_any_factors(impl, w, d, n):
 @example(w=0.05, n=1)
 def test_head_conv_has_the_scaled_1280_channels_at_any_width(impl, w, n):
     """The head conv (API-3 ``pre``) maps the last stage's width to scale_width(1280, w), as timm's
-    generator does (one block per stage: the depth does not change the head)."""
+    generator does (one block per stage: the depth does not change the head).  Premise: the
+    implementation's own width rounding (SCALE-1) and scaler (SCALE-3) agree with the spec at ``w``."""
+    premises.scaling(impl, w)
     model = reference.structure(lambda: impl.EfficientNet(w, 0.05, n))
     ref = reference.timm_scaled_meta(w, 0.05, n)
     got = [tuple(t.shape) for t in model.pre.state_dict().values() if t.ndim == 4]
@@ -196,6 +181,10 @@ def test_head_is_conv_bn_silu_average_pool_linear(impl, w, d, n):
     model = impl.EfficientNet(w, d, n)
     tensors = list(model.state_dict().values())
     conv_w, bn_w, bn_b, bn_mean, bn_var, _, lin_w, lin_b = tensors[-8:]
+    assert lin_w.shape[0] == lin_b.shape[0] == n, (
+        f"EfficientNet({w}, {d}, {n}): the classifier (API-4: the last two entries) has weight "
+        f"{tuple(lin_w.shape)} and bias {tuple(lin_b.shape)}, want {n} outputs (n_classes)"
+    )
     with torch.no_grad():  # BN affine away from (1, 0), so an activation or pooling bug shows
         bn_w.uniform_(0.5, 1.5)
         bn_b.normal_(0.0, 0.5)

@@ -23,7 +23,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
-from tests.support import spec, strategies, torchutil
+from tests.support import premises, spec, strategies, torchutil
 from tests.support.evidence import blame
 
 FALSE_FAILURE = 1e-9  # per binomial check; a test makes at most a few dozen
@@ -274,7 +274,9 @@ def test_drop_rate_rises_linearly_with_the_global_block_index(impl, device):
     (p = 0) about 250 samples where none are allowed.
     """
     torch.manual_seed(0)
+    premises.scaling(impl, 0.01, 1.0)
     model = impl.EfficientNet(0.01, 1.0, 10).to(device)
+    premises.stage_depths(model, 1.0, "EfficientNet(0.01, 1.0)")
     problems = schedule_problems(model, device, 20_000, "EfficientNet(0.01, 1.0)")
     with blame(*schedule_blame(problems)):
         assert not problems, "stochastic-depth schedule (REG-2):\n  " + "\n  ".join(problems)
@@ -288,7 +290,9 @@ def test_drop_schedule_for_any_depth_factor(impl, device, d):
     the counts (3000 samples per residual block, acceptance +-0.045 at p = 0.2) that the draws
     follow it."""
     torch.manual_seed(0)
+    premises.scaling(impl, 0.01, d)  # the block count N is the fork's own; that it is ceil(d x repeats) is a premise
     model = impl.EfficientNet(0.01, d, 10).to(device)
+    premises.stage_depths(model, d, f"EfficientNet(0.01, {d!r})")
     problems = schedule_problems(model, device, 3000, f"EfficientNet(0.01, {d!r})")
     with blame(*schedule_blame(problems)):
         assert not problems, "stochastic-depth schedule (REG-2):\n  " + "\n  ".join(problems)

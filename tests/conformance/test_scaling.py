@@ -8,7 +8,6 @@ allocating or initialising a single weight, so even B7 costs a fraction of a sec
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -19,25 +18,12 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from torch import nn
 
-from tests.support import spec, strategies, torchutil
+from tests.support import premises, spec, strategies, torchutil
 from tests.support.evidence import blame
+from tests.support.premises import DIVISOR, MINIMUM, ROUND_LIMIT
 
-SCALING = spec.data()["scaling"]
-DIVISOR: int = SCALING["width_divisor"]
-MINIMUM: int = SCALING["width_min"]
-ROUND_LIMIT: float = SCALING["width_round_limit"]
-
-
-def spec_scale_width(w: float, f: float) -> int:
-    """SCALE-1 as written: round w*f (a float product) to the nearest multiple of 8, at least 8,
-    and add 8 when that lost more than 10%."""
-    scaled = w * f
-    new = max(MINIMUM, int(scaled + DIVISOR / 2) // DIVISOR * DIVISOR)
-    return new + DIVISOR if new < ROUND_LIMIT * scaled else new
-
-
-def spec_depths(d_factor: float) -> list[int]:
-    return [math.ceil(d_factor * d) for d in spec.base_depths()]
+spec_scale_width = premises.scale_width  # SCALE-1 as written
+spec_depths = premises.depths  # SCALE-2 as written
 
 
 def build_structure(factory: Callable[..., nn.Module], *args: Any, **kwargs: Any) -> nn.Module:

@@ -76,13 +76,17 @@ def verify(session: nox.Session) -> None:
     `--baseline REF` (a git revision or another implementation) also the refactor check REF-1."""
     python = _python(session)
     # tests/refactor is always collected: without --baseline its tests skip, and the report shows REF-1
-    # as skipped with the reason instead of leaving it out.
+    # as skipped with the reason instead of leaving it out.  Short tracebacks and no per-test list
+    # (-rN): the clause table says which tests failed or skipped and why; `-- -ra --tb=long` brings
+    # them back.
     session.run(
         python,
         "-m",
         "pytest",
         "-n",
         "auto",
+        "--tb=short",
+        "-rN",
         "tests/conformance",
         "tests/refactor",
         *session.posargs,

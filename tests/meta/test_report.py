@@ -91,6 +91,22 @@ def test_report_of_a_broken_fork_under_xdist(tmp_path, broken_impl):
     assert "10 children" in api3["detail"], api3
     assert "does NOT conform: 1 of 3 clauses failed (API-3)" in payload["verdict"], payload["verdict"]
     assert "10 children" in output, "the terminal summary shows the first failure"
+    assert_verdict_is_last(output, payload)
+
+
+def assert_verdict_is_last(output: str, payload: dict[str, Any]) -> None:
+    """The run ends with the clause table, the root causes and the verdict: after pytest's tracebacks,
+    its list of failed tests (``-ra`` here, from pyproject.toml) and its tally line, so that the answer
+    is on the last screen."""
+    lines = output.rstrip().splitlines()
+    assert lines[-1] == f"verdict: {payload['verdict']}", f"the verdict is not the last line:\n{output}"
+    table = max(i for i, line in enumerate(lines) if line.startswith("clause "))
+    roots = [i for i, line in enumerate(lines) if line.startswith("root cause ")]
+    assert [lines[i].split(" ")[2] for i in roots] == payload["root_causes"], output
+    assert all(table < i for i in roots), f"the root causes come after the clause table:\n{output}"
+    pytest_lines = [i for i, line in enumerate(lines) if line.startswith(("FAILED ", "SKIPPED ", "=" * 5))]
+    section = max(i for i, line in enumerate(lines) if "EfficientNet conformance:" in line)
+    assert max(pytest_lines) == section, f"pytest's own summary lines follow the conformance section:\n{output}"
 
 
 # --- Status rules and errata on hand-made reports -------------------------------------------

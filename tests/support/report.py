@@ -6,8 +6,9 @@ the verdict, and the ``--report`` files.
 Hooks it owns: ``pytest_configure`` (creates the report, after tests/support/plugin.py has loaded
 the implementation), ``pytest_runtest_makereport`` (records a failure's ``blame``),
 ``pytest_sessionstart`` and ``pytest_runtest_logreport`` (counts every report, the workers' ones
-too under pytest-xdist), ``pytest_terminal_summary`` (root causes, the clause table, the verdict,
-and ``--report``).
+too under pytest-xdist), ``pytest_terminal_summary`` (the verdict and ``--report``) and
+``pytest_sessionfinish`` (the clause table, the root causes and the verdict, printed last: after
+pytest's tracebacks, its list of tests and its tally line).
 """
 
 from __future__ import annotations
@@ -320,33 +321,53 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     ran = [r for r in rows if r["status"] != "not run"]
     if not ran:
         return  # no test citing a clause ran (e.g. only tests/meta): no table to show
-    tr = terminalreporter
-    tr.section(f"EfficientNet conformance: {report.impl}")
-    for line in root_cause_lines(rows):
-        tr.write_line(line[:400], red=line.startswith("root cause"), yellow=not line.startswith("root cause"))
-    if tensorflow:
-        tr.write_line(f"{report.impl}: {tensorflow}", yellow=True)
+    # The table, then the root causes and the verdict: printed at the very end (pytest_sessionfinish).
+    lines: list[tuple[str, dict[str, bool]]] = []
     width = max(len(r["clause"]) for r in ran)
-    tr.write_line(f"{'clause':<{width}}  {'status':<8} {'pass fail skip xfail':<21} title")
+    lines.append((f"{'clause':<{width}}  {'status':<8} {'pass fail skip xfail':<21} title", {}))
     for r in ran:
         counts = f"{r['passed']:>4} {r['failed']:>4} {r['skipped']:>4} {r['xfailed']:>5}"
         markup = {"FAILED": {"red": True}, "passed": {"green": True}}.get(r["status"], {"yellow": True})
-        tr.write_line(f"{r['clause']:<{width}}  {r['status']:<8} {counts:<21} {r['title']}", **markup)
+        lines.append((f"{r['clause']:<{width}}  {r['status']:<8} {counts:<21} {r['title']}", markup))
         if r["consequence_of"]:
-            tr.write_line(f"{'':<{width}}    consequence of {', '.join(r['consequence_of'])}")
+            lines.append((f"{'':<{width}}    consequence of {', '.join(r['consequence_of'])}", {}))
         elif r["detail"] and r["status"] != "passed":
-            tr.write_line(f"{'':<{width}}    {r['detail'][:300]}")
+            lines.append((f"{'':<{width}}    {r['detail'][:300]}", {}))
         for erratum in r["errata"]:
-            tr.write_line(f"{'':<{width}}    erratum {erratum}", yellow=True)
+            lines.append((f"{'':<{width}}    erratum {erratum}", {"yellow": True}))
     not_run = [r["clause"] for r in rows if r["status"] == "not run"]
     if not_run:
-        tr.write_line(f"not run (no selected test cites them): {', '.join(not_run)}")
-    for error in report.suite_errors:
-        tr.write_line(f"error of the suite (a bug to report, not a verdict): {error[:400]}", red=True)
-    failed = any(r["status"] == "FAILED" for r in rows)
-    tr.write_line(f"verdict: {text}", bold=True, red=failed, green=not failed)
+        lines.append((f"not run (no selected test cites them): {', '.join(not_run)}", {}))
     if written:
-        tr.write_line(f"report written to {written[0]} and {written[1]}")
+        lines.append((f"report written to {written[0]} and {written[1]}", {}))
+    for error in report.suite_errors:
+        lines.append((f"error of the suite (a bug to report, not a verdict): {error[:400]}", {"red": True}))
+    for line in root_cause_lines(rows):
+        root = line.startswith("root cause")
+        lines.append((line[:400], {"red": root, "yellow": not root}))
+    if tensorflow:
+        lines.append((f"{report.impl}: {tensorflow}", {"yellow": True}))
+    failed = any(r["status"] == "FAILED" for r in rows)
+    lines.append((f"verdict: {text}", {"bold": True, "red": failed, "green": not failed}))
+    config.stash[SECTION_KEY] = (f"EfficientNet conformance: {report.impl}", lines)
+
+
+SECTION_KEY = pytest.StashKey[tuple[str, list[tuple[str, dict[str, bool]]]]]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> Any:
+    """The conformance section after everything pytest prints (tracebacks, the ``-r`` list of tests,
+    the tally line): a run ends with its root causes and verdict."""
+    result = yield
+    terminal = session.config.pluginmanager.get_plugin("terminalreporter")
+    section = session.config.stash.get(SECTION_KEY, None)
+    if terminal is not None and section is not None:
+        title, lines = section
+        terminal.write_sep("=", title)
+        for line, markup in lines:
+            terminal.write_line(line, **markup)
+    return result
 
 
 def write_report(

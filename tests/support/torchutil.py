@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterable
 
 import torch
@@ -15,6 +17,17 @@ def rel_err(actual: Tensor, expected: Tensor) -> float:
     denom = expected.norm().item()
     diff = (actual - expected).norm().item()
     return diff if denom == 0 else diff / denom
+
+
+def margin(what: str, err: float, tol: float) -> float:
+    """``err``, recorded with its tolerance when $EFFNET_MARGINS names a file (one JSON line per
+    comparison: what, err, tol), so that a run can show how far inside its tolerance a comparison
+    stays (tests/meta/margins.py)."""
+    path = os.environ.get("EFFNET_MARGINS")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps({"what": what, "err": err, "tol": tol}) + "\n")
+    return err
 
 
 def shape_sequence(model: nn.Module) -> list[tuple[str, tuple[int, ...]]]:

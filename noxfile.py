@@ -1,4 +1,4 @@
-"""Sessions: tests, verify, spec, mutants, golden, bench, lint, typecheck.
+"""Sessions: tests, verify, spec, mutants, mutate, rewrites, golden, bench, lint, typecheck.
 
 Every session runs in one shared environment, `.nox/effnet-env`, built once with
 `pip install -e .[test,dev]` and rebuilt only when pyproject.toml changes: torch
@@ -108,6 +108,21 @@ def mutants(session: nox.Session) -> None:
     """Run the conformance suite on every mutant (must be rejected) and correct variation (accepted)."""
     python = _python(session)
     session.run(python, "tests/mutants/run.py", *session.posargs, external=True)
+
+
+@nox.session
+def mutate(session: nox.Session) -> None:
+    """Generated mutants (cosmic-ray's operators on effnet/model.py, a seeded sample): the mutation score, the
+    single-root rate, every survivor and multi-root verdict with its diff: `-- --sample N --seed S`."""
+    python = _python(session)
+    session.run(python, "tests/mutants/generate.py", *session.posargs, external=True)
+
+
+@nox.session
+def rewrites(session: nox.Session) -> None:
+    """Generated correct rewrites of effnet and of the tutorial (fixed): each must be accepted."""
+    python = _python(session)
+    session.run(python, "tests/mutants/rewrites.py", *session.posargs, external=True)
 
 
 @nox.session

@@ -20,12 +20,13 @@ block's `forward`; here each block is wrapped with the rate the library computes
 library has no conv-BN-activation helper: a `Conv2d` with the given padding, then `BatchNorm2d` with
 the library's eps and momentum, then the library's `Swish`), `SEBlock` (the library's SE lives inside
 `MBConvBlock`: its four lines are transcribed), `create_stage`, and the tables, which list the
-library's block strides as numbers.
+library's block strides as numbers.  The glue that is the same for every library (the layout,
+`mbconv1`/`mbconv6`, `create_stage`) is tests/forks/tutorial_layout.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -33,6 +34,8 @@ from efficientnet_pytorch import model as ep_model
 from efficientnet_pytorch import utils as ep
 from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812 - the usual alias
+
+from tests.forks.tutorial_layout import TutorialLayout, expansion_blocks, stage_builder
 
 LIBRARY = "efficientnet_pytorch"
 _B0_BLOCKS, _B0_GLOBAL = ep.get_model_params("efficientnet-b0", None)
@@ -123,16 +126,7 @@ def MBConv(  # noqa: N802 - the tutorial's name
     return DropConnectBlock(ep_model.MBConvBlock(args, _B0_GLOBAL, image_size=None), dropout)
 
 
-def mbconv1(
-    n_in: int, n_out: int, kernel_size: int = 3, stride: int = 1, r: int = 24, dropout: float = 0.1
-) -> nn.Module:
-    return MBConv(n_in, n_out, 1, kernel_size, stride, r, dropout)
-
-
-def mbconv6(
-    n_in: int, n_out: int, kernel_size: int = 3, stride: int = 1, r: int = 24, dropout: float = 0.1
-) -> nn.Module:
-    return MBConv(n_in, n_out, 6, kernel_size, stride, r, dropout)
+mbconv1, mbconv6 = expansion_blocks(MBConv)
 
 
 # --- Scaling: the library's round_filters and round_repeats -------------------------------------------
@@ -151,25 +145,9 @@ def efficientnet_scaler(w_factor: float = 1, d_factor: float = 1) -> tuple[list[
     return scaled, [ep.round_repeats(b.num_repeat, g) for b in _B0_BLOCKS]
 
 
-def create_stage(
-    n_in: int,
-    n_out: int,
-    num_layers: int,
-    layer: Callable[..., nn.Module] = mbconv6,
-    kernel_size: int = 3,
-    stride: int = 1,
-    r: int = 24,
-    ps: float | Sequence[float] = 0,
-) -> nn.Sequential:
-    """The adapter's own (the library builds one flat list of blocks): the first block changes the
-    width and carries the stride."""
-    rates = list(ps) if isinstance(ps, Sequence) else [ps] * num_layers
-    return nn.Sequential(
-        *(
-            layer(n_in if i == 0 else n_out, n_out, kernel_size, stride if i == 0 else 1, r, rates[i])
-            for i in range(num_layers)
-        )
-    )
+# The adapter's own (the library builds one flat list of blocks): the first block changes the width and
+# carries the stride.
+create_stage = stage_builder(mbconv6)
 
 
 # --- The network: the library's modules in the tutorial's layout -----------------------------------------
@@ -200,7 +178,21 @@ def _library_model(name: str, **override: Any) -> ep_model.EfficientNet:
     return ep_model.EfficientNet.from_name(name, **{k: v for k, v in override.items() if v is not None})
 
 
-class EfficientNet(nn.Module):
+def _b0_at(
+    w_factor: float, d_factor: float, n_classes: int, drop_rate: float | None, drop_path_rate: float | None
+) -> ep_model.EfficientNet:
+    """What the library's efficientnet-b0 is, at other factors (its own rates unless given)."""
+    return _library_model(
+        "efficientnet-b0",
+        width_coefficient=w_factor,
+        depth_coefficient=d_factor,
+        num_classes=n_classes,
+        dropout_rate=drop_rate,
+        drop_connect_rate=drop_path_rate,
+    )
+
+
+class EfficientNet(TutorialLayout):
     def __init__(
         self,
         w_factor: float = 1,
@@ -210,36 +202,7 @@ class EfficientNet(nn.Module):
         drop_rate: float | None = None,
         drop_path_rate: float | None = None,
     ) -> None:
-        super().__init__()
-        self._adopt(
-            _library_model(
-                "efficientnet-b0",
-                width_coefficient=w_factor,
-                depth_coefficient=d_factor,
-                num_classes=n_classes,
-                dropout_rate=drop_rate,
-                drop_connect_rate=drop_path_rate,
-            )
-        )
-
-    def _adopt(self, model: ep_model.EfficientNet) -> None:
-        stem, *stages, pre, pool_flatten, head = _parts(model)
-        self.stem = stem
-        self.stages = nn.Sequential(*stages)
-        self.pre = pre
-        self.pool_flatten = pool_flatten
-        self.head = head
-
-    @classmethod
-    def wrapping(cls, model: ep_model.EfficientNet) -> EfficientNet:
-        net = cls.__new__(cls)
-        nn.Module.__init__(net)
-        net._adopt(model)
-        return net
-
-    def forward(self, x: Tensor) -> Tensor:
-        out: Tensor = self.head(self.pool_flatten(self.pre(self.stages(self.stem(x)))))
-        return out
+        super().__init__(_parts(_b0_at(w_factor, d_factor, n_classes, drop_rate, drop_path_rate)))
 
 
 def EfficientNetSequential(  # noqa: N802 - the tutorial's name
@@ -250,15 +213,7 @@ def EfficientNetSequential(  # noqa: N802 - the tutorial's name
     drop_rate: float | None = None,
     drop_path_rate: float | None = None,
 ) -> nn.Sequential:
-    model = _library_model(
-        "efficientnet-b0",
-        width_coefficient=w_factor,
-        depth_coefficient=d_factor,
-        num_classes=n_classes,
-        dropout_rate=drop_rate,
-        drop_connect_rate=drop_path_rate,
-    )
-    return nn.Sequential(*_parts(model))
+    return nn.Sequential(*_parts(_b0_at(w_factor, d_factor, n_classes, drop_rate, drop_path_rate)))
 
 
 def _named(name: str) -> Callable[..., EfficientNet]:
@@ -269,7 +224,7 @@ def _named(name: str) -> Callable[..., EfficientNet]:
         model = _library_model(
             f"efficientnet-{name}", num_classes=n_classes, dropout_rate=drop_rate, drop_connect_rate=drop_path_rate
         )
-        return EfficientNet.wrapping(model)
+        return EfficientNet.wrapping(_parts(model))
 
     build.__name__ = build.__qualname__ = f"efficientnet_{name}"
     return build

@@ -13,7 +13,9 @@ suite's verdict (docs/torchvision-verdict.md, `python tests/forks/verdicts.py`) 
 
 Two pieces of glue are the adapter's own, each noted where it is: the tutorial's `r` of `SEBlock`
 (torchvision's SE takes the squeezed width itself; `MBConv` ignores `r`, as torchvision's block
-squeezes to `max(1, n_in // 4)` always), and `create_stage`, which torchvision does not have.
+squeezes to `max(1, n_in // 4)` always), and `create_stage`, which torchvision does not have.  The
+glue that is the same for every library (the layout, `mbconv1`/`mbconv6`, `create_stage`) is
+tests/forks/tutorial_layout.py.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from torch import Tensor, nn
+from torch import nn
 from torchvision.models import efficientnet as tv
 from torchvision.ops.misc import Conv2dNormActivation, SqueezeExcitation
+
+from tests.forks.tutorial_layout import TutorialLayout, expansion_blocks, stage_builder
 
 LIBRARY = "torchvision"
 _B0_SETTING, _B0_LAST_CHANNEL = tv._efficientnet_conf("efficientnet_b0", width_mult=1.0, depth_mult=1.0)
@@ -93,16 +97,7 @@ def MBConv(  # noqa: N802 - the tutorial's name
     return tv.MBConv(cnf, dropout, nn.BatchNorm2d)
 
 
-def mbconv1(
-    n_in: int, n_out: int, kernel_size: int = 3, stride: int = 1, r: int = 24, dropout: float = 0.1
-) -> nn.Module:
-    return MBConv(n_in, n_out, 1, kernel_size, stride, r, dropout)
-
-
-def mbconv6(
-    n_in: int, n_out: int, kernel_size: int = 3, stride: int = 1, r: int = 24, dropout: float = 0.1
-) -> nn.Module:
-    return MBConv(n_in, n_out, 6, kernel_size, stride, r, dropout)
+mbconv1, mbconv6 = expansion_blocks(MBConv)
 
 
 # --- Scaling: torchvision's rounding --------------------------------------------------------------
@@ -117,25 +112,9 @@ def efficientnet_scaler(w_factor: float = 1, d_factor: float = 1) -> tuple[list[
     return scaled, [c.num_layers for c in setting]
 
 
-def create_stage(
-    n_in: int,
-    n_out: int,
-    num_layers: int,
-    layer: Callable[..., nn.Module] = mbconv6,
-    kernel_size: int = 3,
-    stride: int = 1,
-    r: int = 24,
-    ps: float | Sequence[float] = 0,
-) -> nn.Sequential:
-    """The adapter's own (torchvision builds stages inside EfficientNet): the first block changes the
-    width and carries the stride, as torchvision's EfficientNet does."""
-    rates = list(ps) if isinstance(ps, Sequence) else [ps] * num_layers
-    return nn.Sequential(
-        *(
-            layer(n_in if i == 0 else n_out, n_out, kernel_size, stride if i == 0 else 1, r, rates[i])
-            for i in range(num_layers)
-        )
-    )
+# The adapter's own (torchvision builds stages inside EfficientNet): the first block changes the width and
+# carries the stride, as torchvision's EfficientNet does.
+create_stage = stage_builder(mbconv6)
 
 
 # --- The network: torchvision's modules in the tutorial's layout --------------------------------------
@@ -160,7 +139,7 @@ def _torchvision_model(
     return tv.EfficientNet(setting, drop_rate, drop_path_rate, n_classes, last_channel=last_channel)
 
 
-class EfficientNet(nn.Module):
+class EfficientNet(TutorialLayout):
     def __init__(
         self,
         w_factor: float = 1,
@@ -170,27 +149,7 @@ class EfficientNet(nn.Module):
         drop_rate: float = 0.2,  # torchvision's efficientnet_b0 dropout
         drop_path_rate: float = DROP_PATH_RATE,
     ) -> None:
-        super().__init__()
-        self._adopt(_torchvision_model(w_factor, d_factor, n_classes, drop_rate, drop_path_rate))
-
-    def _adopt(self, model: tv.EfficientNet) -> None:
-        stem, *stages, pre, pool_flatten, head = _parts(model)
-        self.stem = stem
-        self.stages = nn.Sequential(*stages)
-        self.pre = pre
-        self.pool_flatten = pool_flatten
-        self.head = head
-
-    @classmethod
-    def wrapping(cls, model: tv.EfficientNet) -> EfficientNet:
-        net = cls.__new__(cls)
-        nn.Module.__init__(net)
-        net._adopt(model)
-        return net
-
-    def forward(self, x: Tensor) -> Tensor:
-        out: Tensor = self.head(self.pool_flatten(self.pre(self.stages(self.stem(x)))))
-        return out
+        super().__init__(_parts(_torchvision_model(w_factor, d_factor, n_classes, drop_rate, drop_path_rate)))
 
 
 def EfficientNetSequential(  # noqa: N802 - the tutorial's name
@@ -212,7 +171,8 @@ def _named(n: int) -> Callable[..., EfficientNet]:
     ) -> EfficientNet:
         """torchvision's efficientnet_bN (its own dropout unless drop_rate is given)."""
         kwargs = {} if drop_rate is None else {"dropout": drop_rate}
-        return EfficientNet.wrapping(factory(num_classes=n_classes, stochastic_depth_prob=drop_path_rate, **kwargs))
+        model = factory(num_classes=n_classes, stochastic_depth_prob=drop_path_rate, **kwargs)
+        return EfficientNet.wrapping(_parts(model))
 
     build.__name__ = build.__qualname__ = f"efficientnet_b{n}"
     return build

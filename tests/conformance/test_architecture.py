@@ -147,7 +147,8 @@ def test_state_dict_matches_timms_generator_at_any_factors(impl, w, d, n):
     """``EfficientNet(w, d, n)``, built on the meta device (on the CPU if it cannot be), has the
     shapes, the kinds (parameter or buffer) and the parameter count of timm's generator at the same
     factors.  The Sequential form is held to the module form by SEQ-1."""
-    problem = premises.state_dict_problem(impl.EfficientNet, w, d, n)
+    model = reference.structure(lambda: impl.EfficientNet(w, d, n))
+    problem = premises.state_dict_problem(model, "EfficientNet", w, d, n)
     assert problem is None, problem
 
 

@@ -22,7 +22,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
-from tests.support import reference, spec, strategies, torchutil
+from tests.support import premises, reference, spec, strategies, torchutil
 
 NAMED = spec.variants(include_optional=False)
 # b8 (87M parameters) with real weights is slow; l2 (480M, about 2 GB per copy) is not run with real weights.
@@ -67,6 +67,7 @@ def _assert_eval_agrees(result: reference.EvalComparison, what: str) -> None:
 @pytest.mark.clause("NUM-1")
 @pytest.mark.parametrize("name", EVAL_VARIANTS)
 def test_eval_output_matches_timm_stage_by_stage(impl, device, name):
+    premises.variant_matches_timm(impl, name)
     ref = reference.prepare_reference(reference.timm_model(name).to(device), RESOLUTION)
     model = reference.build(reference.impl_factory(impl, name)).to(device)
     result = reference.compare_eval(model, ref, reference.timm_taps, RESOLUTION, EVAL_TOL)
@@ -86,6 +87,7 @@ small_resolutions = st.integers(32, 64)
 @example(w=0.33, d=0.6, n=10, r=64)  # residual blocks in most stages; torchvision's head rule would differ here
 @example(w=0.05, d=0.6, n=3, r=32)  # every width before the head is 8: the first blocks of stages 0, 4, 6 are residual
 def test_eval_output_matches_timms_generator_at_any_factors(impl, device, w, d, n, r):
+    premises.module_form_matches_timm(reference.structure(lambda: impl.EfficientNet(w, d, n)), w, d, n)
     ref = reference.prepare_reference(reference.timm_scaled(w, d, n).to(device), r)
     model = reference.build(lambda: impl.EfficientNet(w, d, n)).to(device)
     result = reference.compare_eval(model, ref, reference.timm_taps, r, EVAL_TOL)
@@ -104,10 +106,12 @@ TRAIN_CASES: dict[str, str | tuple[float, float, int]] = {
 def _train_pair(impl, case: str) -> tuple[nn.Module, nn.Module]:
     what = TRAIN_CASES[case]
     if isinstance(what, str):
+        premises.variant_matches_timm(impl, what)
         ref = reference.timm_model(what)
         model = reference.build(reference.impl_factory(impl, what))
     else:
         w, d, n = what
+        premises.module_form_matches_timm(reference.structure(lambda: impl.EfficientNet(w, d, n)), w, d, n)
         ref = reference.timm_scaled(w, d, n)
         model = reference.build(lambda: impl.EfficientNet(w, d, n))
     return model, ref
@@ -145,6 +149,7 @@ def test_training_step_matches_timm(impl, device, case):
     w=strategies.model_width_factors, d=strategies.model_depth_factors, n=strategies.class_counts, r=small_resolutions
 )
 def test_training_step_matches_timms_generator_at_any_factors(impl, device, w, d, n, r):
+    premises.module_form_matches_timm(reference.structure(lambda: impl.EfficientNet(w, d, n)), w, d, n)
     ref = reference.timm_scaled(w, d, n)
     model = reference.build(lambda: impl.EfficientNet(w, d, n))
     _assert_training_step_agrees(model, ref, device, r, f"EfficientNet({w!r}, {d!r}, {n}) at {r} px")

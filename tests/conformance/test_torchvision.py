@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import reference, spec, torchutil
+from tests.support import premises, reference, spec, torchutil
 
 NAMED = spec.variants(include_optional=False)
 TENSORFLOW_EPS = ("b5", "b6", "b7")  # NUM-4: torchvision's efficientnet_b5..b7 pass eps=0.001
@@ -43,6 +43,7 @@ def test_parameter_and_buffer_shapes_match_torchvision_in_order(impl, name):
 @pytest.mark.clause("NUM-4")
 @pytest.mark.parametrize("name", NAMED)
 def test_eval_output_matches_torchvision_stage_by_stage(impl, device, name):
+    premises.variant_matches_timm(impl, name)  # timm's and torchvision's tensors agree (the test above)
     eps = _torchvision_eps(name)
     want = TENSORFLOW_EPS_VALUE if name in TENSORFLOW_EPS else PYTORCH_EPS_VALUE
     assert eps == {want}, f"torchvision's efficientnet_{name} BatchNorm eps: {eps}, expected {want:g}"

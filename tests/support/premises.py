@@ -11,7 +11,6 @@ written out here once (``scale_width``, ``depths``) for the tests that compare w
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from types import ModuleType
 
 from torch import nn
@@ -79,12 +78,11 @@ def first_kind_mismatch(model: nn.Module, ref: nn.Module) -> str | None:
     return None
 
 
-def state_dict_problem(factory: Callable[..., nn.Module], w: float, d: float, n: int) -> str | None:
-    """None when ``factory(w, d, n)`` has the shapes, kinds and parameter count of timm's generator at
-    the same factors (ARCH-5), else what differs first."""
+def state_dict_problem(model: nn.Module, form: str, w: float, d: float, n: int) -> str | None:
+    """None when ``model``, the implementation's ``form(w, d, n)``, has the shapes, kinds and
+    parameter count of timm's generator at the same factors (ARCH-5), else what differs first."""
     ref = reference.timm_scaled_meta(w, d, n)
-    model = reference.structure(lambda: factory(w, d, n))
-    where = f"{factory.__name__}({w!r}, {d!r}, {n}) vs {reference.TIMM_GENERATOR} at the same factors"
+    where = f"{form}({w!r}, {d!r}, {n}) vs {reference.TIMM_GENERATOR} at the same factors"
     problem = torchutil.first_shape_mismatch(model, ref) or first_kind_mismatch(model, ref)
     if problem:
         return f"{where}: state_dict differs at {problem}"
@@ -92,9 +90,21 @@ def state_dict_problem(factory: Callable[..., nn.Module], w: float, d: float, n:
     return None if count == expected else f"{where}: {count:,} parameters, timm's has {expected:,}"
 
 
-def module_form_matches_timm(impl: ModuleType, w: float, d: float, n: int) -> None:
-    """EfficientNet(w, d, n) has timm's tensors (ARCH-5): the reference of a test that holds the
-    Sequential form to the module form."""
-    problem = state_dict_problem(impl.EfficientNet, w, d, n)
+def module_form_matches_timm(module: nn.Module, w: float, d: float, n: int) -> None:
+    """``module``, the implementation's EfficientNet(w, d, n) (on the meta device where it builds
+    there), has timm's tensors (ARCH-5): the reference of a test that holds the Sequential form to
+    the module form, and of a numerical test that copies timm's weights in by position."""
+    problem = state_dict_problem(module, "EfficientNet", w, d, n)
     with blame("ARCH-5"):
         assert problem is None, f"premise ARCH-5: {problem}"
+
+
+def variant_matches_timm(impl: ModuleType, name: str) -> None:
+    """``efficientnet_<name>`` has timm's tensors in timm's order (ARCH-5, API-4), checked on the
+    meta device before a test builds both with real weights: where the shapes differ, weights
+    cannot be copied by position, and a numerical test is undecided in milliseconds instead of
+    building, calibrating and running two models for nothing."""
+    model = reference.impl_shapes_only(impl, name)
+    problem = torchutil.first_shape_mismatch(model, reference.timm_meta(name))
+    with blame("ARCH-5"):
+        assert problem is None, f"premise ARCH-5: efficientnet_{name}'s state_dict differs from timm's at {problem}"

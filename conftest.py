@@ -9,6 +9,7 @@ choose with --hypothesis-profile NAME or $EFFNET_HYPOTHESIS_PROFILE.
 import os
 
 from hypothesis import HealthCheck, settings
+from hypothesis.internal.conjecture import engine as _engine
 
 # One module per concern: options and loading, the clause report, ID files and expected failures, the
 # refactor check's baseline (each module's docstring names the hooks it owns).
@@ -35,3 +36,11 @@ settings.register_profile(
 )
 settings.register_profile("thorough", max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("EFFNET_HYPOTHESIS_PROFILE", "dev"))
+
+# Shrinking re-runs a failing property, each attempt building its models again: a broken fork's
+# verdict would wait minutes on it.  Hypothesis bounds the time it spends shrinking one failure
+# (five minutes; a module constant that it keeps monkeypatchable for this purpose); the suite lowers
+# the bound to $EFFNET_SHRINK_SECONDS (default 10).  The failure, its clause and the verdict are the
+# same; only the example may be a little less than minimal (the report says so).
+SHRINK_SECONDS = int(os.environ.get("EFFNET_SHRINK_SECONDS", "10"))
+_engine.MAX_SHRINKING_SECONDS = SHRINK_SECONDS

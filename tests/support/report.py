@@ -14,6 +14,7 @@ pytest's tracebacks, its list of tests and its tally line).
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections import defaultdict
@@ -348,6 +349,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if tensorflow:
         lines.append((f"{report.impl}: {tensorflow}", {"yellow": True}))
     failed = any(r["status"] == "FAILED" for r in rows)
+    if failed:
+        seconds = os.environ.get("EFFNET_SHRINK_SECONDS", "10")
+        note = f"(a failing property's example is shrunk for at most {seconds} s: it may be a little less than minimal)"
+        lines.append((note, {}))
     lines.append((f"verdict: {text}", {"bold": True, "red": failed, "green": not failed}))
     config.stash[SECTION_KEY] = (f"EfficientNet conformance: {report.impl}", lines)
 

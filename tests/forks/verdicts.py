@@ -80,6 +80,32 @@ LIBRARIES = {
             ),
         ),
         Library(
+            name="timm",
+            module="timm",
+            adapter="tests/forks/timm_adapter.py",
+            title="timm's own modules (the suite's reference, wired by hand)",
+            builds=(
+                '`EfficientNet(w, d, n)` is the model `_gen_efficientnet("efficientnet_b0", channel_multiplier=w, '
+                "depth_multiplier=d, num_classes=n)` builds, in the tutorial's layout (stem: `conv_stem` and its "
+                "`BatchNormAct2d`, stages: `blocks`, pre: `conv_head` and its `BatchNormAct2d`, pool_flatten: "
+                "`global_pool`, head: dropout and `classifier`); `efficientnet_bN` is timm's `efficientnet_bN`; "
+                "`MBConv` is `DepthwiseSeparableConv` (e = 1) or `InvertedResidual` with `SqueezeExcite(rd_ratio=1 / "
+                "r)`; `SEBlock(c, r)` is `SqueezeExcite(c, rd_ratio=1 / r)`; `conv_block` is a `Conv2d` and a "
+                "`BatchNormAct2d` (which applies the activation itself), or `Sequential(conv, SiLU)` without BN"
+            ),
+            source_reading=(
+                "`SqueezeExcite` squeezes to `round(c / r)` channels with no lower bound: `SEBlock(1, 2)` has 0 "
+                "channels and `SEBlock(6, 4)` 2 (the spec: `max(1, c // r)`); no network shows it (every width is "
+                "a multiple of 8)",
+                "`InvertedResidual` expands to `make_divisible(n_in x e, 8)` channels: `MBConv(3, 3, 6)` expands to "
+                "24, not 18; only blocks built alone with such `n_in` show it. BLOCK-3 depends on SE-2, so while "
+                "SE-2 fails the report lists BLOCK-3 as its consequence",
+                "`BatchNormAct2d` is a `BatchNorm2d` subclass that applies SiLU: the same function as BatchNorm then "
+                "SiLU, judged by what it computes (BLOCK-1, BLOCK-2)",
+            ),
+            departures=(("SE-2", "the SE width `round(c / r)`, 0 for `SEBlock(1, 2)` (erratum E-6)"),),
+        ),
+        Library(
             name="efficientnet-pytorch",
             module="efficientnet_pytorch",
             adapter="tests/forks/efficientnet_pytorch_adapter.py",

@@ -81,6 +81,7 @@ SOURCE = ROOT / "effnet" / "model.py"
 EQUIVALENCE_ARGS = ["tests/refactor", "tests/mutants/equivalence.py", "-q", "-p", "no:cacheprovider", "-x"]
 CONFORMANCE_ARGS = ["tests/conformance", "-q", "-p", "no:cacheprovider"]
 QUICK = ["-m", "not slow"]
+UPSTREAM_DEPENDENCIES = 4  # upstream_clauses(): API-1, API-2, ARCH-1, BLOCK-1..4, SE-1, SE-2, REG-1, SCALE-1..3
 # cosmic-ray's ExceptionReplacer writes `except CosmicRayTestingException:`; cosmic-ray's workers
 # define it, a standalone mutant must too (appended: a handler that catches nothing).
 TESTING_EXCEPTION = (
@@ -233,6 +234,11 @@ class Options:
     whole_suite_for_survivors: bool
     preload: Any
     extra: list[str]
+    roots: str = "deciding"  # "deciding" (two runs: the first failure, then the tests that decide) or "full"
+
+    @property
+    def durations(self) -> Path:
+        return self.workdir / "durations.json"
 
 
 def _env(options: Options) -> dict[str, str]:
@@ -268,26 +274,83 @@ def judge(rank: int, mutation: Mutation, source: str, options: Options) -> Judge
         result.seconds = time.perf_counter() - start
         return result
     # 2. The verdict of the conformance suite.
-    code, output, used = _conformance(path, rank, options, QUICK)
-    cpu += used or 0.0
+    report = options.workdir / f"generated_{rank:04d}"
+    if options.first_failure or options.roots == "full":
+        code, output, used = _conformance(path, report, options, [*QUICK, *(["-x"] if options.first_failure else [])])
+        cpu += used or 0.0
+    else:
+        # The first failing test (the cheapest first), then every test that can decide the root causes.
+        upstream = {"phase": "first", "EFFNET_FIRST_CLAUSES": ",".join(upstream_clauses())}
+        code, output, used = _conformance(path, report, options, [*QUICK, "-x"], upstream)
+        cpu += used or 0.0
+        first = _failed_clauses(report)
+        if code == 1 and first:
+            env = {"EFFNET_ONLY_CLAUSES": ",".join(deciding(first)), "EFFNET_FIRST_CLAUSES": ",".join(first)}
+            code, output, used = _conformance(path, report, options, QUICK, env)
+            cpu += used or 0.0
     if code == 0 and not result.equivalent and options.whole_suite_for_survivors:
-        code, output, used = _conformance(path, rank, options, [])  # B8 and L2 are in the slow set
+        code, output, used = _conformance(path, report, options, [], {"phase": "whole"})  # B8, L2: the slow set
         cpu += used or 0.0
         result.whole_suite = True
-    result.outcome, result.roots, result.detail = _verdict(
-        options.workdir / f"generated_{rank:04d}", output, code, path
-    )
+    result.outcome, result.roots, result.detail = _verdict(report, output, code, path)
     result.seconds, result.cpu_seconds = time.perf_counter() - start, cpu
     return result
 
 
-def _conformance(path: Path, rank: int, options: Options, marks: list[str]) -> tuple[int | None, str, float | None]:
-    base = options.workdir / f"generated_{rank:04d}"
-    args = [*CONFORMANCE_ARGS, *marks, *(["-x"] if options.first_failure else []), "-p", "tests.mutants.order"]
-    args += ["--impl", str(path), "--report", str(base), *options.extra]
-    log = base.with_name(base.name + ("-quick" if marks else "-whole")).with_suffix(".log")
-    code, _, cpu = run.run_pytest(args, log, _env(options), options.timeout, options.preload)
+def upstream_clauses() -> list[str]:
+    """The clauses that depend on at most a few others (the API, the tables, the blocks, the scaling rules).
+    The first-failure run runs their tests first, so that its first failure is, where it can be, a
+    clause that many others depend on: the run that decides the root causes then leaves out all of those."""
+    from tests.support import spec
+
+    return [c for c in spec.clauses() if len(spec.depends_on(c)) <= UPSTREAM_DEPENDENCIES]
+
+
+def deciding(first: list[str]) -> list[str]:
+    """The clauses whose tests decide the root causes once the clauses ``first`` are known to fail: these,
+    and every clause that depends on none of them.  A clause that depends on a failing one is its
+    consequence whatever its own tests say (spec.root_causes), unless its failure is evident (an
+    erratum's signature, a conclusive blame): the one case this can miss, where a full run
+    (--roots full) would name one more root cause."""
+    from tests.support import spec
+
+    failing = set(first)
+    return [c for c in spec.clauses() if c in failing or not (spec.depends_on(c) & failing)]
+
+
+def _failed_clauses(report: Path) -> list[str]:
+    path = report.with_suffix(".json")
+    if not path.exists():
+        return []
+    payload = json.loads(path.read_text())
+    return list(payload.get("root_causes", [])) or [r["clause"] for r in payload["clauses"] if r["status"] == "FAILED"]
+
+
+def _conformance(
+    path: Path, report: Path, options: Options, marks: list[str], env: dict[str, str] | None = None
+) -> tuple[int | None, str, float | None]:
+    env = dict(env or {})
+    phase = env.pop("phase", "only" if "EFFNET_ONLY_CLAUSES" in env else "suite")
+    if options.durations.exists():
+        env["EFFNET_DURATIONS_IN"] = str(options.durations)
+    args = [*CONFORMANCE_ARGS, *marks, "-p", "tests.mutants.order", "--impl", str(path), "--report", str(report)]
+    log = report.with_name(f"{report.name}-{phase}.log")
+    code, _, cpu = run.run_pytest(
+        [*args, *options.extra], log, {**_env(options), **env}, options.timeout, options.preload
+    )
     return code, _read(log), cpu
+
+
+def control(options: Options, jobs: int) -> tuple[int | None, str]:
+    """The unmutated source through the whole non-slow suite: it must be accepted (else nothing can be
+    measured), and it records each test's duration, by which the mutants' first-failure runs order
+    their tests, the cheapest first."""
+    report = options.workdir / "control"
+    args = [*CONFORMANCE_ARGS, *QUICK, "-n", str(jobs), "-p", "tests.mutants.order"]
+    args += ["--impl", str(options.baseline), "--report", str(report), *options.extra]
+    env = {**_env(options), "EFFNET_DURATIONS_OUT": str(options.durations)}
+    code, _, _ = run.run_pytest(args, report.with_suffix(".log"), env, options.timeout, options.preload)
+    return code, _tail(_read(report.with_suffix(".log")))
 
 
 def _verdict(report: Path, output: str, code: int | None, path: Path) -> tuple[str, list[str], str]:
@@ -380,7 +443,7 @@ def summary(judged: list[Judged], seconds: float, header: str, jobs: int) -> str
         f"Equivalent mutants (REF-1 and the named variants find no difference): {len(equivalent)} run, "
         f"{len(equivalent) - len(false_positives)} accepted; {len(unchanged)} more equivalent by construction "
         "(only an annotation changed), not run.",
-        f"Survivors: {len(survivors)}; false positives: {len(false_positives)}; multi-root verdicts: {len(multi)}; "
+        f"Survivors: {len(survivors)}; false positives: {len(false_positives)}; not one root cause: {len(multi)}; "
         f"no verdict (error or timeout): {len(no_verdict)}.",
         f"{len(f.judged)} mutants in {seconds:.0f} s, {jobs} at a time; {cpu:.0f} s of CPU in the runs, "
         f"{cpu / max(1, len(f.judged) - len(unchanged)):.0f} s per mutant run.",
@@ -399,7 +462,7 @@ def summary(judged: list[Judged], seconds: float, header: str, jobs: int) -> str
     for title, group in (
         ("Survivors", survivors),
         ("False positives (equivalent, rejected)", false_positives),
-        ("Multi-root verdicts", multi),
+        ("Not exactly one root cause", multi),
         ("No verdict", no_verdict),
     ):
         for r in group:
@@ -430,7 +493,9 @@ def load_results(paths: list[Path]) -> tuple[list[Judged], dict[str, Any]]:
     names = {f.name for f in Judged.__dataclass_fields__.values()}
     for path in paths:
         payload = json.loads(path.read_text())
-        meta = {k: v for k, v in payload.items() if k not in ("results", "score", "single_root_rate", "shard")}
+        meta = {
+            k: v for k, v in payload.items() if k not in ("results", "score", "single_root_rate", "shard", "partial")
+        }
         judged += [Judged(**{k: v for k, v in r.items() if k in names}) for r in payload["results"]]
     return judged, meta
 
@@ -451,7 +516,8 @@ def main(argv: list[str] | None = None) -> int:
     drawn = shard(sample(mutations, args.sample, args.seed), args.shard)
     digest = hashlib.sha256(source.encode()).hexdigest()
     meta = {"seed": args.seed, "sample": args.sample, "shard": args.shard, "population": len(mutations)}
-    meta["source_sha256"] = digest
+    meta.update({"source_sha256": digest, "jobs": args.jobs, "first_failure": args.first_failure})
+    meta.update({"profile": args.profile, "roots": args.roots})
     done: list[Judged] = []
     if args.resume:
         done = _resumable(Path(args.resume), args.seed, digest, args.first_failure)
@@ -477,6 +543,7 @@ def main(argv: list[str] | None = None) -> int:
         not args.first_failure,
         run.preload_context(args.no_preload),
         extra,
+        args.roots,
     )
     print(
         f"{len(drawn)} of {len(mutations)} cosmic-ray mutations of effnet/model.py (seed {args.seed}"
@@ -484,6 +551,13 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     start = time.perf_counter()
+    if not args.no_control:
+        code, tail = control(options, args.jobs)
+        verdict = "accepted" if code == 0 else "NOT accepted: nothing can be measured"
+        print(f"control: the unmutated source {verdict} in {time.perf_counter() - start:.0f} s", flush=True)
+        if code != 0:
+            print(tail)
+            return 2
     judged: list[Judged] = list(done)
     if done:
         print(f"{len(done)} verdicts taken from {args.resume}", flush=True)
@@ -493,15 +567,14 @@ def main(argv: list[str] | None = None) -> int:
             for n, future in enumerate(as_completed(futures), 1):
                 r = future.result()
                 judged.append(r)
+                write(judged, "(in progress)", out, {**meta, "partial": True})  # --resume picks up from here
                 roots = f", root causes {', '.join(r.roots)}" if r.roots else ""
                 print(f"[{n:>3}/{len(drawn)}] {r.name}: {r.verdict}{roots} in {r.seconds:.0f} s", flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     seconds = time.perf_counter() - start
-    meta.update(
-        {"seconds": round(seconds, 1), "jobs": args.jobs, "first_failure": args.first_failure, "profile": args.profile}
-    )
+    meta["seconds"] = round(seconds, 1)
     header = f"# Generated mutants ({_describe(meta)})"
     text = summary(judged, seconds, header, args.jobs)
     print("\n" + text)
@@ -563,6 +636,14 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument(
         "--first-failure", action="store_true", help="stop each verdict at its first failure: root causes not checked"
     )
+    p.add_argument(
+        "--roots",
+        choices=("deciding", "full"),
+        default="deciding",
+        help="deciding (default): the first failure, then only the tests that can decide the root causes; "
+        "full: the whole non-slow suite per mutant",
+    )
+    p.add_argument("--no-control", action="store_true", help="skip the control run of the unmutated source")
     p.add_argument("--list", action="store_true", help="print the sample's diffs and stop")
     p.add_argument("--merge", nargs="+", metavar="JSON", help="sum up generated-mutants.json reports (shards)")
     p.add_argument("--out", default=str(ROOT / "reports"), help="where generated-mutants.md and .json go")

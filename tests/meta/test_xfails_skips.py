@@ -73,7 +73,7 @@ def test_clause_entry_turns_the_deviation_into_an_expected_failure(
     assert returncode == 0, output
     assert rows["API-3"]["status"] == "XFAIL", rows["API-3"]
     assert rows["API-3"]["xfailed"] == 1, rows["API-3"]
-    assert rows["API-3"]["passed"] == 1, rows["API-3"]  # the other API-3 test passes: an ordinary pass
+    assert rows["API-3"]["passed"] >= 1, rows["API-3"]  # the other API-3 tests pass: ordinary passes
     assert "XPASS" not in output, output
     assert "the head conv is called head_conv" in output, f"the entry's note is not the reason:\n{output}"
     assert "no_such_test_anywhere" in output, f"an entry matching no test gave no warning:\n{output}"
@@ -81,13 +81,14 @@ def test_clause_entry_turns_the_deviation_into_an_expected_failure(
 
 @pytest.mark.parametrize(
     ("entry", "passed"),
-    [(FAILING_TEST, "its test passed"), ("API-3", "all 2 of its tests passed")],
+    [(FAILING_TEST, "its test passed"), ("API-3", "all {n} of its tests passed")],
     ids=["test", "clause"],
 )
 def test_a_stale_expected_failure_fails_the_run(tmp_path: Path, entry: str, passed: str) -> None:
     # effnet passes API-3, so declaring it a known deviation is stale.
     returncode, output, rows = run(tmp_path, "effnet", xfails_file=f"{entry}  # renamed head\n")
     assert returncode == 1, output
+    passed = passed.format(n=rows["API-3"]["passed"])  # every API-3 test of the selection
     message = f"line 1: {entry} (renamed head) is listed as a known deviation, but {passed}: remove the entry"
     assert message in output, output
     assert rows["API-3"]["status"] == "FAILED", rows["API-3"]

@@ -390,3 +390,17 @@ def test_an_error_of_the_suite_is_undecided_for_its_clauses_and_named_in_the_ver
     text = clause_report.verdict("fork", list(rows.values()), len(collected.suite_errors))
     assert text.startswith("fork conforms to every clause that ran")
     assert "1 error of the suite (not of the implementation" in text
+
+
+def test_the_detail_leaves_out_pytests_assertion_introspection():
+    longrepr = "\n".join(
+        [
+            "E       AssertionError: SEBlock(1, r=1): the gate is not the mean's (relative error 1.43e-02)",
+            "E       assert 0.014267386045743981 <= 1e-05",
+            "E        +  where 0.014267386045743981 = <function rel_err at 0x7f05014f13a0>(tensor([0.9033]))",
+        ]
+    )
+    rows = statuses(make_report("SE-1", "failed", longrepr=longrepr))
+    assert rows["SE-1"]["detail"] == (
+        "tests/x.py::test_SE-1: AssertionError: SEBlock(1, r=1): the gate is not the mean's (relative error 1.43e-02)"
+    )

@@ -274,6 +274,7 @@ def _verdict(impl: str, rows: list[dict[str, Any]]) -> str:
 
 _BOX = re.compile(r"^[\s|+]*")
 _GROUP_MEMBER = re.compile(r"^\s*\|\s((?:[\w.]+)?(?:Error|Exception|ExceptionGroup)\b.*)$")
+_INTROSPECTION = re.compile(r"^(assert |\+ |where |and |At index |Use -v |Full diff|Omitting )")
 _RULE = re.compile(r"[-+=\s\d]*")  # a box's rule, e.g. "+---------------- 1 ----------------"
 
 
@@ -282,6 +283,9 @@ def _short(report: pytest.TestReport) -> str:
     # "E" lines hold the message; hypothesis draws an exception group as a box ("+---", "| ...").
     lines = [_BOX.sub("", line[1:]).strip() for line in text.splitlines() if line.startswith("E ")]
     lines = [line for line in lines if not _RULE.fullmatch(line) and "Traceback (most recent call last)" not in line]
+    # pytest's assertion introspection after a message ("assert 0.014 <= 1e-05", "+  where 0.014 =
+    # <function rel_err at 0x...>(...)") repeats the message's figures with object addresses: dropped.
+    lines = [line for line in lines if not _INTROSPECTION.match(line)]
     if not lines:  # an exception group printed as its tracebacks: each member's "| SomeError: message" line
         lines = [m.group(1) for line in text.splitlines() if (m := _GROUP_MEMBER.match(line))]
     msg = " ".join(lines) if lines else (text.strip().splitlines() or [""])[-1]

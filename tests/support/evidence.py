@@ -1,12 +1,36 @@
-"""Evidence for the conformance report (tests/support/plugin.py): which clause a failure is about,
-and which known departure (an erratum of spec/SPEC.md section 9) it shows.
+"""Evidence for the conformance report (tests/support/report.py): which clause a failure is about,
+which known departure (an erratum of spec/SPEC.md section 9) it shows, and whether it is a bug of
+the suite rather than a verdict.
+
+Principles.  Every blame, dependency and exception the suite adds follows from one of these, never
+from the name of a mutant or a library that misbehaved:
+
+1. Function, not form.  Outside the API clauses (API-1..4: names, signatures, the module and
+   Sequential layout, the order of the tensors), a test judges what a module computes and its
+   tensors by position, never a layer's class, a Sequential's number of children or an attribute's
+   name (tests/support/norms.py finds a BatchNorm by the statistics it keeps).
+2. Premises first.  What a test takes from other clauses (the fork's own scaling, its block count,
+   its tensors' shapes, the form it compares against) is checked before its claim, under those
+   clauses' blame (tests/support/premises.py): a failed premise leaves the test undecided for its
+   own clauses, and the premise's own tests give the verdict.  Two forms of one network: the module
+   form is the reference, the Sequential form is judged against it (SEQ-1, SEQ-2).
+3. Conclusive evidence.  A failure that cannot come from any other part being wrong (a block that
+   outputs exactly 0 where it must add its input) is a root cause whatever else failed
+   (``blame(..., conclusive=True)``), as is a failure that shows an erratum's signature.
+4. Function decides, not rounding.  Two computations of the same function are compared where
+   float32 rounding cannot decide the outcome: in float64 (NUM-3, SEQ-2, EXT-3) or per segment with
+   damped weights (NUM-1, REF-1), with the margin measured (tests/meta/margins.py).
+5. The suite's own errors are not verdicts.  An exception that is not an assertion and was raised
+   in the suite's own code (``suite_error``) is undecided for the test's clauses and reported as a
+   bug of the suite, with its place.
 
 Blame.  A test that cites several clauses can say, where it fails, which of them the failure is
 about: ``with blame("SE-1"): assert ...``.  The exception carries the clause IDs; the report counts
 the failure against those clauses only, and as undecided (not a pass) for the others the test
 cites.  ``with blame():`` (no clause) marks a step that is not what the test checks, such as
-building a model that another clause's tests cover: a failure there is undecided for every clause
-the test cites.  A hypothesis failure with several distinct examples blames the union of its members.
+building a model that another clause's tests cover, and ``blame("ARCH-5")`` in a test that does not
+cite ARCH-5 marks a premise: a failure there is undecided for every clause the test cites.  A
+hypothesis failure with several distinct examples blames the union of its members.
 
 Recognisers.  An erratum is named in the report only when its signature shows in the
 implementation, never because its clause failed: each recogniser builds a small part of the

@@ -165,6 +165,13 @@ class ExactnessSummary:
     rounded: int = 0
     largest: tuple[float, str] = (0.0, "")
 
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """A hook of this object, registered as a plugin: in the controller under xdist too (the
+        outcome travels in the report's user properties)."""
+        properties = dict(report.user_properties)
+        if EXACT in properties and report.when == "call" and report.passed:
+            self.add(properties)
+
     def add(self, properties: dict[str, Any]) -> None:
         if properties[EXACT]:
             self.exact += 1
@@ -177,6 +184,7 @@ class ExactnessSummary:
 def pytest_configure(config: pytest.Config) -> None:
     ref = config.getoption("--baseline", None)
     config.stash[SUMMARY_KEY] = ExactnessSummary()
+    config.pluginmanager.register(config.stash[SUMMARY_KEY], "effnet-exactness-summary")
     config.stash[BASELINE_KEY] = None
     if ref:
         try:
@@ -199,22 +207,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if config.stash.get(BASELINE_KEY, None) is not None and "REF-1" not in cited:
         message = "--baseline is given, but no REF-1 test is selected (add tests/refactor)"
         warnings.warn(pytest.PytestWarning(message), stacklevel=1)
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    # In the controller under xdist too: the outcome travels in the report's user properties.
-    properties = dict(report.user_properties)
-    if EXACT in properties and report.when == "call" and report.passed and _CONFIG is not None:
-        _CONFIG.stash[SUMMARY_KEY].add(properties)
-
-
-_CONFIG: pytest.Config | None = None
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_sessionstart(session: pytest.Session) -> None:
-    global _CONFIG
-    _CONFIG = session.config
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

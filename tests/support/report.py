@@ -4,9 +4,9 @@ the failed clauses split into root causes and consequences (spec/efficientnet.to
 the verdict, and the ``--report`` files.
 
 Hooks it owns: ``pytest_configure`` (creates the report, after tests/support/plugin.py has loaded
-the implementation), ``pytest_runtest_makereport`` (records a failure's ``blame``),
-``pytest_sessionstart`` and ``pytest_runtest_logreport`` (counts every report, the workers' ones
-too under pytest-xdist), ``pytest_terminal_summary`` (the verdict and ``--report``) and
+the implementation, and registers it as a plugin, whose ``pytest_runtest_logreport`` counts every
+report, the workers' ones too under pytest-xdist), ``pytest_runtest_makereport`` (records a
+failure's ``blame`` or an error of the suite), ``pytest_terminal_summary`` (the verdict and ``--report``) and
 ``pytest_sessionfinish`` (the clause table, the root causes and the verdict, printed last: after
 pytest's tracebacks, its list of tests and its tally line).
 """
@@ -34,6 +34,7 @@ REPORT_KEY = pytest.StashKey["ClauseReport"]()
 @pytest.hookimpl(trylast=True)  # after tests/support/plugin.py's pytest_configure loaded the implementation
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[REPORT_KEY] = ClauseReport(config.getoption("--impl"), config.stash[IMPL_KEY])
+    config.pluginmanager.register(config.stash[REPORT_KEY], "effnet-clause-report")
 
 
 # --- The per-clause report -----------------------------------------------------------
@@ -109,6 +110,12 @@ class ClauseReport:
     started: float = field(default_factory=time.time)
     conclusive: set[str] = field(default_factory=set)  # clauses a conclusive blame failed
     suite_errors: list[str] = field(default_factory=list)  # "nodeid: error" of each error of the suite
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """A hook of this object, registered as a plugin: under pytest-xdist it runs in the
+        controller for every worker's report (the clause IDs travel in user_properties), so the
+        report covers the whole run."""
+        self.add(report)
 
     def add(self, report: pytest.TestReport) -> None:
         props = dict(report.user_properties)
@@ -296,22 +303,6 @@ def _skip_reason(report: pytest.TestReport) -> str:
     if isinstance(report.longrepr, tuple):
         return str(report.longrepr[2]).removeprefix("Skipped: ")
     return str(report.longrepr)
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    # Under pytest-xdist this runs in the controller for every worker's report (the clause IDs
-    # travel in user_properties), so the report covers the whole run.
-    if _CONFIG is not None and REPORT_KEY in _CONFIG.stash:
-        _CONFIG.stash[REPORT_KEY].add(report)
-
-
-_CONFIG: pytest.Config | None = None
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_sessionstart(session: pytest.Session) -> None:
-    global _CONFIG
-    _CONFIG = session.config
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

@@ -490,7 +490,7 @@ def judge(
         code, _, _ = run.run_pytest(
             [*cmd, "--report", str(report)], report.with_suffix(".log"), env, args.timeout, preload
         )
-        result.refactor = {0: "same function", 1: "DIFFERS"}.get(code or -1, "error")  # type: ignore[arg-type]
+        result.refactor = {0: "same function", 1: "DIFFERS"}.get(-1 if code is None else code, "error")
         if code != 0:
             result.difference = _first_detail(report, "REF-1") or _tail(report.with_suffix(".log"))
     report = workdir / f"{stem}-conformance"

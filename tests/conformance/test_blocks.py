@@ -27,7 +27,6 @@ from tests.support.strategies import BlockConfig
 
 LAYERS = spec.data()["base"]["layers"]
 BN_EPS: float = LAYERS["batchnorm_eps"]
-BN_MOMENTUM: float = LAYERS["batchnorm_momentum"]
 # float32 kernels may sum in a different order from the functional reference (e.g. a mean
 # taken with x.mean instead of AdaptiveAvgPool2d); every error this suite looks for (a wrong
 # activation, pooling, order, padding or BN eps) is far larger (>= 1e-4 relative).  The same

@@ -62,19 +62,6 @@ def batchnorms(model: nn.Module) -> list[_BatchNorm]:
     return [m for m in model.modules() if isinstance(m, _BatchNorm)]
 
 
-NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
-
-
-def normalisation_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """(path, module) of every normalisation layer: a torch.nn one, or any module that keeps a
-    running mean (a hand-written BatchNorm)."""
-    return [
-        (name, m)
-        for name, m in model.named_modules()
-        if isinstance(m, NORM_TYPES) or "running_mean" in dict(m.named_buffers(recurse=False))
-    ]
-
-
 def only_batchnorm_training(model: nn.Module) -> nn.Module:
     """Eval mode everywhere except BatchNorm: dropout and stochastic depth become the identity
     while BN normalises with batch statistics and updates its running statistics."""

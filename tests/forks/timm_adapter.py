@@ -24,12 +24,13 @@ with the tutorial's arguments: `Conv2d`, then timm's `BatchNormAct2d`, or the ba
 `bn=False`); `create_stage` (timm builds the stages in `EfficientNetBuilder`); the dropout rates
 (timm's factories default to `drop_rate=0` and `drop_path_rate=0`; the rates for training are in
 each factory's comment, "drop_rate should be 0.2, drop_path_rate should be 0.2" for B0, and are
-passed here, transcribed in `TRAINING_DROP_RATES`).
+passed here, transcribed in `TRAINING_DROP_RATES`).  The glue that is the same for every library
+(the layout, `mbconv1`/`mbconv6`, `create_stage`) is tests/forks/tutorial_layout.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from functools import lru_cache, partial
 
 import torch
@@ -38,6 +39,8 @@ from timm.models import efficientnet as timm_effnet
 from timm.models._efficientnet_blocks import DepthwiseSeparableConv, InvertedResidual, SqueezeExcite
 from timm.models._efficientnet_builder import resolve_act_layer, resolve_bn_args, round_channels
 from torch import Tensor, nn
+
+from tests.forks.tutorial_layout import TutorialLayout, expansion_blocks, stage_builder
 
 LIBRARY = "timm"
 # What _gen_efficientnet gives every block: act_layer=resolve_act_layer(kwargs, 'swish') and
@@ -155,16 +158,7 @@ def MBConv(  # noqa: N802 - the tutorial's name
     return InvertedResidual(n_in, n_out, exp_ratio=expansion, **common)
 
 
-def mbconv1(
-    n_in: int, n_out: int, kernel_size: int = 3, stride: int = 1, r: int = 24, dropout: float = 0.1
-) -> nn.Module:
-    return MBConv(n_in, n_out, 1, kernel_size, stride, r, dropout)
-
-
-def mbconv6(
-    n_in: int, n_out: int, kernel_size: int = 3, stride: int = 1, r: int = 24, dropout: float = 0.1
-) -> nn.Module:
-    return MBConv(n_in, n_out, 6, kernel_size, stride, r, dropout)
+mbconv1, mbconv6 = expansion_blocks(MBConv)
 
 
 # --- Scaling: timm's rounding -------------------------------------------------------------------------
@@ -180,25 +174,9 @@ def efficientnet_scaler(w_factor: float = 1, d_factor: float = 1) -> tuple[list[
     return list(scaled), list(scaled_depths)
 
 
-def create_stage(
-    n_in: int,
-    n_out: int,
-    num_layers: int,
-    layer: Callable[..., nn.Module] = mbconv6,
-    kernel_size: int = 3,
-    stride: int = 1,
-    r: int = 24,
-    ps: float | Sequence[float] = 0,
-) -> nn.Sequential:
-    """The adapter's own (timm builds stages in EfficientNetBuilder): the first block changes the
-    width and carries the stride, as timm's builder does."""
-    rates = list(ps) if isinstance(ps, Sequence) else [ps] * num_layers
-    return nn.Sequential(
-        *(
-            layer(n_in if i == 0 else n_out, n_out, kernel_size, stride if i == 0 else 1, r, rates[i])
-            for i in range(num_layers)
-        )
-    )
+# The adapter's own (timm builds stages in EfficientNetBuilder): the first block changes the width and
+# carries the stride, as timm's builder does.
+create_stage = stage_builder(mbconv6)
 
 
 # --- The network: timm's modules in the tutorial's layout ---------------------------------------------
@@ -216,7 +194,7 @@ def _parts(model: timm_effnet.EfficientNet) -> list[nn.Module]:
     ]
 
 
-class EfficientNet(nn.Module):
+class EfficientNet(TutorialLayout):
     def __init__(
         self,
         w_factor: float = 1,
@@ -226,27 +204,7 @@ class EfficientNet(nn.Module):
         drop_rate: float = TRAINING_DROP_RATES["b0"],
         drop_path_rate: float = DROP_PATH_RATE,
     ) -> None:
-        super().__init__()
-        self._adopt(_timm_model(w_factor, d_factor, n_classes, drop_rate, drop_path_rate))
-
-    def _adopt(self, model: timm_effnet.EfficientNet) -> None:
-        stem, *stages, pre, pool_flatten, head = _parts(model)
-        self.stem = stem
-        self.stages = nn.Sequential(*stages)
-        self.pre = pre
-        self.pool_flatten = pool_flatten
-        self.head = head
-
-    @classmethod
-    def wrapping(cls, model: timm_effnet.EfficientNet) -> EfficientNet:
-        net = cls.__new__(cls)
-        nn.Module.__init__(net)
-        net._adopt(model)
-        return net
-
-    def forward(self, x: Tensor) -> Tensor:
-        out: Tensor = self.head(self.pool_flatten(self.pre(self.stages(self.stem(x)))))
-        return out
+        super().__init__(_parts(_timm_model(w_factor, d_factor, n_classes, drop_rate, drop_path_rate)))
 
     def forward_stages(self, x: Tensor) -> list[Tensor]:
         """The seven stage outputs (what timm's features_only model returns at every stage)."""
@@ -277,7 +235,8 @@ def _named(name: str) -> Callable[..., EfficientNet]:
     ) -> EfficientNet:
         """timm's efficientnet_<name> with the training rates of its comment unless given."""
         rate = TRAINING_DROP_RATES[name] if drop_rate is None else drop_rate
-        return EfficientNet.wrapping(factory(num_classes=n_classes, drop_rate=rate, drop_path_rate=drop_path_rate))
+        model = factory(num_classes=n_classes, drop_rate=rate, drop_path_rate=drop_path_rate)
+        return EfficientNet.wrapping(_parts(model))
 
     build.__name__ = build.__qualname__ = f"efficientnet_{name}"
     return build

@@ -275,18 +275,25 @@ def judge(rank: int, mutation: Mutation, source: str, options: Options) -> Judge
         return result
     # 2. The verdict of the conformance suite.
     report = options.workdir / f"generated_{rank:04d}"
-    if options.first_failure or options.roots == "full":
-        code, output, used = _conformance(path, report, options, [*QUICK, *(["-x"] if options.first_failure else [])])
+    # The upstream clauses' tests first (then, with a control run's durations, the cheapest first).
+    upstream = {"phase": "first", "EFFNET_FIRST_CLAUSES": ",".join(upstream_clauses())}
+    if options.first_failure:
+        code, output, used = _conformance(path, report, options, [*QUICK, "-x"], upstream)
+        cpu += used or 0.0
+    elif options.roots == "full":
+        code, output, used = _conformance(path, report, options, QUICK)
         cpu += used or 0.0
     else:
-        # The first failing test (the cheapest first), then every test that can decide the root causes.
-        upstream = {"phase": "first", "EFFNET_FIRST_CLAUSES": ",".join(upstream_clauses())}
+        # The first failing test, then every test that can decide the root causes.
         code, output, used = _conformance(path, report, options, [*QUICK, "-x"], upstream)
         cpu += used or 0.0
         first = _failed_clauses(report)
         if code == 1 and first:
             env = {"EFFNET_ONLY_CLAUSES": ",".join(deciding(first)), "EFFNET_FIRST_CLAUSES": ",".join(first)}
             code, output, used = _conformance(path, report, options, QUICK, env)
+            cpu += used or 0.0
+        elif code == 1:  # the first failure decided no clause (it failed on another clause's premise)
+            code, output, used = _conformance(path, report, options, QUICK)
             cpu += used or 0.0
     if code == 0 and not result.equivalent and options.whole_suite_for_survivors:
         code, output, used = _conformance(path, report, options, [], {"phase": "whole"})  # B8, L2: the slow set
@@ -551,7 +558,9 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     start = time.perf_counter()
-    if not args.no_control:
+    if args.durations:
+        shutil.copy(args.durations, options.durations)
+    elif not args.no_control:
         code, tail = control(options, args.jobs)
         verdict = "accepted" if code == 0 else "NOT accepted: nothing can be measured"
         print(f"control: the unmutated source {verdict} in {time.perf_counter() - start:.0f} s", flush=True)
@@ -644,6 +653,7 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
         "full: the whole non-slow suite per mutant",
     )
     p.add_argument("--no-control", action="store_true", help="skip the control run of the unmutated source")
+    p.add_argument("--durations", metavar="JSON", help="an earlier control run's durations.json, instead of a control")
     p.add_argument("--list", action="store_true", help="print the sample's diffs and stop")
     p.add_argument("--merge", nargs="+", metavar="JSON", help="sum up generated-mutants.json reports (shards)")
     p.add_argument("--out", default=str(ROOT / "reports"), help="where generated-mutants.md and .json go")

@@ -138,8 +138,8 @@ def _own_eps(block: nn.Module, count: int) -> list[float]:
     """The eps of the block's own BatchNorms (``count`` of them, in order), else BLOCK-2's: the
     order of the layers is BLOCK-3's, their settings BLOCK-2's (its own tests), so a block with
     TensorFlow's eps 1e-3 in the right order passes here."""
-    eps = [float(m.eps) for m in torchutil.batchnorms(block)]
-    return eps if len(eps) == count else [BN_EPS] * count
+    eps = [getattr(m, "eps", None) for m in torchutil.batchnorms(block)]
+    return [float(e) for e in eps] if len(eps) == count and None not in eps else [BN_EPS] * count
 
 
 def _mbconv_tensors(block: nn.Module, cfg: BlockConfig, generator: torch.Generator) -> MBConvTensors:

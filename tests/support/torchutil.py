@@ -10,6 +10,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from tests.support import norms
+
 
 def rel_err(actual: Tensor, expected: Tensor) -> float:
     """Relative L2 error ||actual - expected|| / ||expected|| (0 when both are zero)."""
@@ -58,8 +60,10 @@ def copy_weights_in_order(src: nn.Module, dst: nn.Module) -> None:
             d.copy_(s)
 
 
-def batchnorms(model: nn.Module) -> list[_BatchNorm]:
-    return [m for m in model.modules() if isinstance(m, _BatchNorm)]
+def batchnorms(model: nn.Module) -> list[nn.Module]:
+    """Every BatchNorm of the model, found by behaviour: torch's (and subclasses such as timm's
+    BatchNormAct2d), or any module that keeps running statistics (tests/support/norms.py)."""
+    return [m for m in model.modules() if isinstance(m, _BatchNorm) or norms.keeps_running_statistics(m)]
 
 
 def only_batchnorm_training(model: nn.Module) -> nn.Module:
@@ -88,17 +92,29 @@ def calibrate_batchnorm(model: nn.Module, batches: Iterable[Tensor]) -> nn.Modul
 
     Only the running statistics change: each BN's own momentum (which a test may be checking)
     is restored afterwards, and the model is returned in eval mode."""
-    momenta = [(bn, bn.momentum) for bn in batchnorms(model)]
+    norms_ = batchnorms(model)
+    momenta = [(bn, bn.momentum) for bn in norms_ if isinstance(bn, _BatchNorm)]
     for bn, _ in momenta:
         bn.reset_running_stats()
         bn.momentum = None  # cumulative average
+    # Any other module that keeps running statistics (a hand-written BatchNorm) may not take
+    # momentum None: its inputs are recorded, and its statistics set to the same averages.
+    inputs: dict[nn.Module, list[Tensor]] = {bn: [] for bn in norms_ if not isinstance(bn, _BatchNorm)}
+    handles = [bn.register_forward_pre_hook(lambda m, args: inputs[m].append(args[0].detach())) for bn in inputs]
     only_batchnorm_training(model)
     try:
         for x in batches:
             model(x)
     finally:
+        for handle in handles:
+            handle.remove()
         for bn, momentum in momenta:
             bn.momentum = momentum
+    for bn, seen in inputs.items():
+        if seen:
+            dims = [d for d in range(seen[0].ndim) if d != 1]
+            bn.running_mean.copy_(torch.stack([x.mean(dims) for x in seen]).mean(0))
+            bn.running_var.copy_(torch.stack([x.var(dims) for x in seen]).mean(0))
     return model.eval()
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
 import pytest
+import torch
 from torch import nn
 
 from tests.support import impl as impl_api
@@ -22,6 +24,44 @@ def test_signature_matches_tutorial(impl, name):
     params = list(inspect.signature(getattr(impl, name)).parameters.values())
     problems = impl_api._signature_problems(impl, name, params, impl_api.SIGNATURES[name])
     assert not problems, problems[0]
+
+
+# Calls with the tutorial's arguments (positional, in its order, at its defaults and beside them):
+# every one must build.  Models are built on the meta device where they can be (only building is
+# checked here; what they compute is every other clause's business).
+VALID_CALLS: list[tuple[str, tuple[Any, ...]]] = [
+    ("conv_block", (4, 8)),
+    ("conv_block", (4, 8, 3, 2, 1, 4, True, False, False)),
+    ("SEBlock", (8,)),
+    ("SEBlock", (8, 2)),
+    ("MBConv", (8, 8, 6)),
+    ("MBConv", (8, 16, 1, 5, 2, 4, 0.2)),
+    ("mbconv1", (8, 16)),
+    ("mbconv6", (8, 16, 5, 2, 24, 0.0)),
+    ("create_stage", (8, 16, 2)),
+    ("scale_width", (32, 1.5)),
+    ("efficientnet_scaler", (1.2, 1.4)),
+    ("EfficientNet", (0.25, 0.34, 10)),
+    ("EfficientNetSequential", (0.25, 0.34, 10)),
+    ("efficientnet_b0", (10,)),
+]
+
+
+@pytest.mark.clause("API-2")
+@pytest.mark.parametrize(("name", "args"), VALID_CALLS, ids=[f"{n}{a}" for n, a in VALID_CALLS])
+def test_callable_accepts_the_tutorials_arguments(impl, name, args):
+    """A callable that refuses valid arguments fails here, once, and not in every test that builds."""
+    call = getattr(impl, name)
+    try:
+        with torch.device("meta"):
+            call(*args)
+        return
+    except Exception:  # perhaps only on the meta device: the CPU call below is the verdict
+        pass
+    try:
+        call(*args)
+    except Exception as e:
+        raise AssertionError(f"{name}{args} raised {type(e).__name__}: {impl_api._one_line(e)}") from e
 
 
 @pytest.mark.clause("API-3")

@@ -144,7 +144,23 @@ def dependencies() -> dict[str, tuple[str, ...]]:
     """Clause ID -> the clauses it depends on directly (efficientnet.toml ``[dependencies]``): a
     violation of one of them can make the clause's tests fail.  Clauses not listed depend on none."""
     table = data().get("dependencies", {})
-    return {c: tuple(table.get(c, ())) for c in clauses()}
+    everyone = tuple(data().get("premises_of_every_clause", {}).get("clauses", ()))
+    return {
+        c: tuple(table.get(c, ())) + tuple(p for p in everyone if p != c and c not in depends_on_static(p, table))
+        for c in clauses()
+    }
+
+
+def depends_on_static(clause: str, table: dict[str, list[str]]) -> set[str]:
+    """The clauses ``clause`` depends on in ``table`` alone (the premises of every clause aside)."""
+    found: set[str] = set()
+    todo = list(table.get(clause, ()))
+    while todo:
+        c = todo.pop()
+        if c not in found:
+            found.add(c)
+            todo.extend(table.get(c, ()))
+    return found
 
 
 def dependency_problems() -> list[str]:

@@ -1,4 +1,4 @@
-"""Sessions: tests, verify, spec, mutants, mutate, rewrites, golden, bench, lint, typecheck.
+"""Sessions: tests, verify, spec, mutants, mutate, rewrites, generated, golden, bench, lint, typecheck.
 
 Every session runs in one shared environment, `.nox/effnet-env`, built once with
 `pip install -e .[test,dev]` and rebuilt only when pyproject.toml changes: torch
@@ -123,6 +123,15 @@ def rewrites(session: nox.Session) -> None:
     """Generated correct rewrites of effnet and of the tutorial (fixed): each must be accepted."""
     python = _python(session)
     session.run(python, "tests/mutants/rewrites.py", *session.posargs, external=True)
+
+
+@nox.session
+def generated(session: nox.Session) -> None:
+    """The quick legs of both generators (tests/mutants/test_generated.py with EFFNET_GENERATED_LEGS=1): a
+    seeded sample of 8 mutants (first failure) and 4 rewrites (combined); minutes of CPU, so not in tests."""
+    python = _python(session)
+    env = {**_hypothesis_env(), "EFFNET_GENERATED_LEGS": "1"}
+    session.run(python, "-m", "pytest", "tests/mutants/test_generated.py", *session.posargs, env=env, external=True)
 
 
 @nox.session

@@ -1,0 +1,143 @@
+"""The generators of tests/mutants/generate.py and rewrites.py, and a small seeded leg of each.
+
+The unit tests are cheap (about 15 s): cosmic-ray still enumerates effnet/model.py's mutations, the
+sample is seeded and extends, every rewrite still finds its construct in effnet and in the tutorial.
+
+The two legs judge a few generated mutants (`--first-failure`: each must be rejected, or accepted
+when REF-1 finds it equivalent) and a few generated rewrites (all of a base's in one fork,
+`--combine`: accepted), so that a change to the suite that rejects correct code or lets a generated
+bug through cannot land unnoticed.  They cost minutes of CPU, not seconds: an equivalent mutant or an
+accepted rewrite is a whole conformance run (about 70 s of CPU), and an equivalent mutant a whole
+REF-1 run too (35 s or more).  That does not fit in `nox -s tests` beside the rest of CI, so they run
+only with EFFNET_GENERATED_LEGS=1: `nox -s generated` (this module, legs included).  The measurement
+itself is `nox -s mutate -- --sample 100 --seed 0` and `nox -s rewrites`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.mutants import generate, rewrites
+
+ROOT = Path(__file__).resolve().parents[2]
+MUTANTS, MUTANT_SEED = 8, 17  # the CI leg: 8 generated mutants, --first-failure
+REWRITES, REWRITE_SEED = 4, 17  # and 4 (rewrite, base) pairs
+JOBS = "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2"  # beside other xdist workers: one run at a time
+
+
+@pytest.fixture(scope="module")
+def source() -> str:
+    return generate.SOURCE.read_text()
+
+
+@pytest.fixture(scope="module")
+def mutations(source: str) -> list[generate.Mutation]:
+    return generate.enumerate_mutations(source)
+
+
+def test_cosmic_ray_enumerates_the_single_point_mutations_of_effnet(mutations):
+    assert len(mutations) > 1000, f"cosmic-ray found only {len(mutations)} mutations of effnet/model.py"
+    operators = {m.operator for m in mutations}
+    assert {"core/NumberReplacer", "core/ReplaceComparisonOperator_Lt_LtE", "core/AddNot"} <= operators
+
+
+def test_the_sample_is_seeded_and_a_larger_one_extends_a_smaller_one(mutations):
+    small, large = generate.sample(mutations, 8, seed=3), generate.sample(mutations, 40, seed=3)
+    assert small == generate.sample(mutations, 8, seed=3)
+    assert large[:8] == small
+    assert generate.sample(mutations, 8, seed=4) != small
+    assert len(set(large)) == 40
+
+
+def test_the_shards_partition_the_sample(mutations):
+    drawn = generate.sample(mutations, 10, seed=0)
+    shares = [generate.shard(drawn, f"{i}/3") for i in (1, 2, 3)]
+    assert sorted(rank for share in shares for rank, _ in share) == list(range(1, 11))
+    assert [m for _, m in generate.shard(drawn, None)] == drawn
+
+
+def test_every_drawn_mutation_changes_the_module(source, mutations):
+    for m in generate.sample(mutations, 25, seed=0):
+        mutated = generate.mutate(source, m)
+        assert mutated != source, m.label
+        assert generate.diff(source, mutated).count("\n+") >= 1, m.label
+
+
+def test_an_annotation_only_or_uncompilable_mutant_is_told_apart():
+    source = "from __future__ import annotations\ndef f(x: int = 1) -> int:\n    return x + 1\n"
+    assert generate.static_kind(source, source.replace("-> int", "-> float")) == "unchanged"
+    assert generate.static_kind(source, source.replace("x + 1", "x +* 1")) == "no-compile"
+    assert generate.static_kind(source, source.replace("x + 1", "x - 1")) == ""
+
+
+@pytest.mark.parametrize("rewrite", rewrites.REWRITES, ids=lambda r: r.name)
+def test_every_rewrite_applies_to_every_base_and_compiles(rewrite):
+    for base, text in rewrites.bases().items():
+        rewritten = rewrites.rewrite(text, rewrite)  # NotApplicable: the construct is gone from this base
+        assert rewritten != rewrites._normalised(text), f"{rewrite.name} changed nothing in {base}"
+
+
+def test_a_rewrite_refuses_a_construct_it_would_change():
+    max_pool = "class SEBlock:\n    def __init__(self):\n        self.squeeze = nn.AdaptiveMaxPool2d(1)\n"
+    max_pool += "    def forward(self, x):\n        return self.squeeze(x)\n"
+    inline = next(r for r in rewrites.REWRITES if r.name == "se-squeeze-inline")
+    with pytest.raises(rewrites.NotApplicable, match="average-pooling"):
+        rewrites.rewrite(max_pool, inline)
+
+
+def _run(script: str, args: list[str], out: Path) -> subprocess.CompletedProcess[str]:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "EFFNET_HYPOTHESIS", "EFFNET_GENERATED"))
+    }
+    return subprocess.run(
+        [sys.executable, f"tests/mutants/{script}", *args, "--jobs", JOBS, "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+legs = pytest.mark.skipif(
+    not os.environ.get("EFFNET_GENERATED_LEGS"),
+    reason="minutes of CPU: run with EFFNET_GENERATED_LEGS=1 (nox -s generated)",
+)
+
+
+@pytest.mark.slow
+@legs
+def test_a_seeded_sample_of_generated_mutants_is_judged_as_required(tmp_path):
+    args = ["--sample", str(MUTANTS), "--seed", str(MUTANT_SEED), "--first-failure", "--no-control"]
+    done = _run("generate.py", args, tmp_path)
+    report = tmp_path / "generated-mutants.json"
+    assert report.exists(), done.stdout[-3000:] + done.stderr[-3000:]
+    results = json.loads(report.read_text())["results"]
+    wrong = [r for r in results if r["verdict"] in ("SURVIVED", "FALSE POSITIVE", "ERROR", "TIMEOUT", "NO VERDICT")]
+    assert not wrong, (tmp_path / "generated-mutants.md").read_text()
+    assert len(results) == MUTANTS
+
+
+@pytest.mark.slow
+@legs
+def test_a_seeded_sample_of_generated_rewrites_is_accepted(tmp_path):
+    args = [
+        "--sample",
+        str(REWRITES),
+        "--seed",
+        str(REWRITE_SEED),
+        "--combine",
+        "--no-refactor-check",
+        "--no-base-check",
+    ]
+    done = _run("rewrites.py", args, tmp_path)
+    report = tmp_path / "generated-rewrites.json"
+    assert report.exists(), done.stdout[-3000:] + done.stderr[-3000:]
+    results = json.loads(report.read_text())["results"]
+    assert all(r["ok"] for r in results), (tmp_path / "generated-rewrites.md").read_text()

@@ -638,7 +638,7 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--seed", type=int, default=0, help="the seed of the draw (default 0)")
     p.add_argument("--shard", metavar="I/N", help="judge only the I-th of N shares of the sample (1-based)")
     p.add_argument("--jobs", "-j", type=int, default=2, help="mutants at a time (default 2)")
-    p.add_argument("--timeout", type=float, default=900, help="seconds per pytest run before it counts as TIMEOUT")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds per pytest run before it counts as TIMEOUT")
     p.add_argument(
         "--profile", default=os.environ.get("EFFNET_HYPOTHESIS_PROFILE", "ci"), help="hypothesis profile (default ci)"
     )

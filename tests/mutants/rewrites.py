@@ -617,7 +617,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="the seed of the sample (default 0)")
     p.add_argument("-k", action="append", default=[], metavar="SUBSTRING", help="only rewrites whose name has it")
     p.add_argument("--jobs", "-j", type=int, default=2, help="pairs at a time (default 2)")
-    p.add_argument("--timeout", type=float, default=900, help="seconds per pytest run")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds per pytest run (a busy machine is slow)")
     p.add_argument("--profile", default=os.environ.get("EFFNET_HYPOTHESIS_PROFILE", "ci"), help="hypothesis profile")
     p.add_argument(
         "--combine", action="store_true", help="one fork per base with every chosen rewrite applied (the CI leg)"

@@ -550,6 +550,7 @@ def summary(results: list[Verdict], seconds: float, header: str) -> str:
 def plan(available: list[str], args: argparse.Namespace) -> list[tuple[str, str]]:
     """The (rewrite, base) pairs to judge: every pair, or a seeded sample; the tutorial base itself first
     when it is among the bases (a rewrite of a fork that fails already proves nothing)."""
+    available = [b for b in available if not args.base or b in args.base]
     pairs = [(r.name, b) for b in available for r in REWRITES if not args.k or any(k in r.name for k in args.k)]
     if args.sample is not None:
         random.Random(args.seed).shuffle(pairs)
@@ -616,6 +617,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sample", type=int, help="a seeded sample of this many (rewrite, base) pairs (default: all)")
     p.add_argument("--seed", type=int, default=0, help="the seed of the sample (default 0)")
     p.add_argument("-k", action="append", default=[], metavar="SUBSTRING", help="only rewrites whose name has it")
+    p.add_argument("--base", action="append", choices=("effnet", "tutorial"), help="only this base (repeatable)")
     p.add_argument("--jobs", "-j", type=int, default=2, help="pairs at a time (default 2)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per pytest run (a busy machine is slow)")
     p.add_argument("--profile", default=os.environ.get("EFFNET_HYPOTHESIS_PROFILE", "ci"), help="hypothesis profile")

@@ -9,7 +9,7 @@ VariableInserter) are left out.  The list is shuffled with `random.Random(seed)`
 are the sample, so a larger sample of the same seed extends a smaller one.  Nothing in the suite
 or in this file knows which mutants will be drawn.
 
-Each mutant is judged in two runs, each a pytest run forked from run.py's preloaded server:
+Each mutant is judged by pytest runs forked from run.py's preloaded server (one torch thread each):
 
 1. Equivalence: `pytest tests/refactor tests/mutants/equivalence.py -x --impl MUTANT --baseline
    ORIGINAL` (the refactor check REF-1 against the unmutated effnet/model.py the sample was drawn
@@ -18,9 +18,17 @@ Each mutant is judged in two runs, each a pytest run forked from run.py's preloa
    within rounding: the mutant is EQUIVALENT.  Otherwise it is non-equivalent, and the first
    difference is kept.
 2. The verdict: `pytest tests/conformance -m "not slow" --impl MUTANT --report OUT` with
-   EFFNET_HYPOTHESIS_PROFILE=ci (derandomized) and no shrinking; the report's `root_causes`.  A
-   non-equivalent mutant that this accepts is run again on the whole suite (the slow set holds
-   B8 and L2), and the verdict is that run's.
+   EFFNET_HYPOTHESIS_PROFILE=ci (derandomized) and no shrinking; the report's `root_causes`.  By
+   default in two runs, as run.py checks the corpus' root causes: first with `-x`, the tests of
+   the upstream clauses (those that depend on at most four others: the API, the tables, the blocks,
+   the scaling rules) first and the cheapest first (by the durations of a control run of the
+   unmutated source, which must be accepted before any mutant is judged); then, when that run
+   failed a clause C, only the tests that can decide the root causes: C's and those of every
+   clause that does not depend on C.  A clause that depends on a failing one is its consequence
+   whatever its tests say, so leaving its tests out changes no root cause, except where its own
+   failure would be evident (an erratum's signature, a conclusive blame): `--roots full` runs the
+   whole non-slow suite instead (about twice the CPU).  A non-equivalent mutant that the suite
+   accepts is run again on the whole suite (the slow set holds B8 and L2): that run's verdict counts.
 
 An equivalent mutant must be ACCEPTED (else: FALSE POSITIVE).  Every other mutant must be
 REJECTED (else: SURVIVED), with exactly one root cause.  A mutant the suite refuses before any test
@@ -35,6 +43,8 @@ makes them strings no one reads) is equivalent by construction and is not run.
     python tests/mutants/generate.py --sample 400 --shard 2/4     # the second quarter of the sample
     python tests/mutants/generate.py --merge a.json b.json ...    # one summary from several shards' reports
     python tests/mutants/generate.py --sample 100 --resume reports/generated-mutants.json  # judge only the new ones
+
+The report is rewritten after every verdict, so an interrupted sweep resumes where it stopped.
 
 The run prints the mutation score (rejected out of non-equivalent), the single-root rate (exactly
 one root cause, out of the mutants rejected by the tests), and every survivor, false positive and

@@ -514,7 +514,8 @@ def load_results(paths: list[Path]) -> tuple[list[Judged], dict[str, Any]]:
             k: v for k, v in payload.items() if k not in ("results", "score", "single_root_rate", "shard", "partial")
         }
         judged += [Judged(**{k: v for k, v in r.items() if k in names}) for r in payload["results"]]
-    return judged, meta
+    by_rank = {r.rank: r for r in judged}  # a rank judged again (a later report): its last verdict
+    return sorted(by_rank.values(), key=lambda r: r.rank), meta
 
 
 # --- Command line -------------------------------------------------------------------------------
@@ -665,7 +666,9 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--no-control", action="store_true", help="skip the control run of the unmutated source")
     p.add_argument("--durations", metavar="JSON", help="an earlier control run's durations.json, instead of a control")
     p.add_argument("--list", action="store_true", help="print the sample's diffs and stop")
-    p.add_argument("--merge", nargs="+", metavar="JSON", help="sum up generated-mutants.json reports (shards)")
+    p.add_argument(
+        "--merge", nargs="+", metavar="JSON", help="sum up generated-mutants.json reports (a later verdict wins)"
+    )
     p.add_argument("--out", default=str(ROOT / "reports"), help="where generated-mutants.md and .json go")
     p.add_argument("--resume", metavar="JSON", help="reuse the verdicts of an earlier report (same seed, source)")
     p.add_argument("--keep", action="store_true", help="keep the mutants, logs and reports")

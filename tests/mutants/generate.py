@@ -506,15 +506,16 @@ def write(judged: list[Judged], text: str, out: Path, meta: dict[str, Any]) -> N
 
 
 def load_results(paths: list[Path]) -> tuple[list[Judged], dict[str, Any]]:
-    judged, meta = [], {}
+    """The verdicts of the reports, in order (a rank judged again in a later report keeps its last
+    verdict), and the description of the one with the largest sample."""
+    judged, metas = [], []
     names = {f.name for f in Judged.__dataclass_fields__.values()}
     for path in paths:
         payload = json.loads(path.read_text())
-        meta = {
-            k: v for k, v in payload.items() if k not in ("results", "score", "single_root_rate", "shard", "partial")
-        }
+        metas.append({k: v for k, v in payload.items() if k not in SUMMED_UP})
         judged += [Judged(**{k: v for k, v in r.items() if k in names}) for r in payload["results"]]
-    by_rank = {r.rank: r for r in judged}  # a rank judged again (a later report): its last verdict
+    by_rank = {r.rank: r for r in judged}
+    meta = max(metas, key=lambda m: m.get("sample") or 0, default={})
     return sorted(by_rank.values(), key=lambda r: r.rank), meta
 
 

@@ -505,6 +505,9 @@ def write(judged: list[Judged], text: str, out: Path, meta: dict[str, Any]) -> N
     (out / "generated-mutants.json").write_text(json.dumps(payload, indent=1) + "\n")
 
 
+SUMMED_UP = ("results", "score", "single_root_rate", "shard", "partial")  # not carried over by --merge/--resume
+
+
 def load_results(paths: list[Path]) -> tuple[list[Judged], dict[str, Any]]:
     """The verdicts of the reports, in order (a rank judged again in a later report keeps its last
     verdict), and the description of the one with the largest sample."""

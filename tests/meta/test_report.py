@@ -406,3 +406,18 @@ def test_the_detail_leaves_out_pytests_assertion_introspection():
     assert rows["SE-1"]["detail"] == (
         "tests/x.py::test_SE-1: AssertionError: SEBlock(1, r=1): the gate is not the mean's (relative error 1.43e-02)"
     )
+
+
+def test_the_detail_leaves_out_hypothesis_reproduction_of_the_example():
+    longrepr = "\n".join(
+        [
+            "E       AssertionError: SEBlock(1, r=1): the gate is not the mean's",
+            "E       Failing test case: test_se(",
+            "E           impl=<module '_effnet_impl_1' from '/tmp/fork.py'>,",
+            "E       )",
+        ]
+    )
+    rows = statuses(make_report("SE-1", "failed", longrepr=longrepr))
+    assert (
+        rows["SE-1"]["detail"] == "tests/x.py::test_SE-1: AssertionError: SEBlock(1, r=1): the gate is not the mean's"
+    )

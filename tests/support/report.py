@@ -296,6 +296,9 @@ def _short(report: pytest.TestReport) -> str:
     if not lines:  # an exception group printed as its tracebacks: each member's "| SomeError: message" line
         lines = [m.group(1) for line in text.splitlines() if (m := _GROUP_MEMBER.match(line))]
     msg = " ".join(lines) if lines else (text.strip().splitlines() or [""])[-1]
+    # Hypothesis' reproduction of the example (the test's call with the implementation's module repr)
+    # follows the message; the message names the example's parts that matter.
+    msg = re.split(r" (?:Failing test case|Falsifying example): ", msg, maxsplit=1)[0]
     return msg[:400]
 
 

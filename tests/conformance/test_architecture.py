@@ -63,10 +63,14 @@ def test_stage_shapes_at_native_resolution_match_timm(impl, name):
     shape = reference.native_input(name)
     ref = reference.timm_meta(name)
     expected = reference.run_pass(ref, reference.timm_taps(ref), shape).shapes
-    actual = reference.impl_pass(impl, name, shape, count_macs=True).shapes  # the pass test_table2 uses
-    with blame(_part(actual, expected)):
-        assert actual == expected, (
-            f"efficientnet_{name} at {shape[-1]}x{shape[-1]}: output shapes differ from timm's:\n"
+    run = reference.impl_pass(impl, name, shape, count_macs=True)  # the pass test_table2 uses
+    actual = run.shapes
+    with blame(_part(actual, expected)):  # a pass that raised: the first part that did not run
+        same = actual == expected and run.error is None
+        assert same, (
+            f"efficientnet_{name} at {shape[-1]}x{shape[-1]}: output shapes differ from timm's"
+            + (f" (the forward pass raised {run.error})" if run.error else "")
+            + ":\n"
             + _shape_report(actual, expected)
         )
     recorded = _expected_toml_shapes(name)
@@ -83,10 +87,14 @@ def test_stage_shapes_at_native_resolution_match_timm(impl, name):
 def test_stage_shapes_at_small_odd_resolution_match_timm(impl, name):
     ref = reference.timm_meta(name)
     expected = reference.run_pass(ref, reference.timm_taps(ref), SMALL_INPUT).shapes
-    actual = reference.impl_pass(impl, name, SMALL_INPUT).shapes
-    with blame(_part(actual, expected)):
-        assert actual == expected, (
-            f"efficientnet_{name} on input {SMALL_INPUT}: output shapes differ from timm's:\n"
+    run = reference.impl_pass(impl, name, SMALL_INPUT)
+    actual = run.shapes
+    with blame(_part(actual, expected)):  # a pass that raised: the first part that did not run
+        same = actual == expected and run.error is None
+        assert same, (
+            f"efficientnet_{name} on input {SMALL_INPUT}: output shapes differ from timm's"
+            + (f" (the forward pass raised {run.error})" if run.error else "")
+            + ":\n"
             + _shape_report(actual, expected)
         )
 

@@ -33,7 +33,9 @@ def test_parameter_count_rounds_to_table2(impl, name):
 @pytest.mark.parametrize("name", NAMED)
 def test_macs_at_native_resolution_within_10_percent_of_table2(impl, name):
     resolution = spec.variant(name)["resolution"]
-    macs = reference.impl_pass(impl, name, reference.native_input(name), count_macs=True).macs
+    run = reference.impl_pass(impl, name, reference.native_input(name), count_macs=True)
+    assert run.error is None, f"efficientnet_{name}'s forward pass at {resolution}x{resolution} raised {run.error}"
+    macs = run.macs
     published = spec.data()["table2"][name]["flops"]
     ratio = macs / spec.published(published)[0]
     low, high = spec.table2_macs_interval(name)

@@ -76,8 +76,9 @@ def impl_shapes_only(impl: ModuleType, name: str) -> nn.Module:
 class Pass:
     """What one forward pass of a model showed without looking at values."""
 
-    shapes: dict[str, tuple[int, ...]]  # output shape of each tap
+    shapes: dict[str, tuple[int, ...]]  # output shape of each tap (those that ran, when the pass raised)
     macs: float  # multiply-accumulates: torch.utils.flop_counter's total, halved (TABLE2-2); NaN if not counted
+    error: str | None = None  # what the implementation's forward raised, after the taps in ``shapes``
 
 
 def run_pass(model: nn.Module, taps: Taps, shape: tuple[int, ...], count_macs: bool = False) -> Pass:
@@ -102,7 +103,24 @@ def impl_pass(impl: ModuleType, name: str, shape: tuple[int, ...], count_macs: b
         except Exception:  # a forward that needs data (the real run below shows a genuine error)
             pass
     model = build(impl_factory(impl, name))
-    return run_pass(model, impl_taps(model), shape, count_macs)
+    taps = impl_taps(model)
+    try:
+        return run_pass(model, taps, shape, count_macs)
+    except Exception as e:  # the shapes of the parts that ran before it, so the first part that failed is named
+        error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
+    seen: dict[str, tuple[int, ...]] = {}
+    handles = [
+        m.register_forward_hook(lambda _m, _a, out, k=k: seen.setdefault(k, tuple(out.shape))) for k, m in taps.items()
+    ]
+    try:
+        with torch.no_grad():
+            model(torch.randn(shape))
+    except Exception:
+        pass  # the error above, again
+    finally:
+        for h in handles:
+            h.remove()
+    return Pass(seen, math.nan, error)
 
 
 # --- The references -------------------------------------------------------------------------

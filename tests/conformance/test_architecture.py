@@ -44,6 +44,19 @@ def _part(actual: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...
     return "ARCH-2" if first == "stem" else "ARCH-4" if first in ("head conv", "logits") else "ARCH-6"
 
 
+def _assert_timms_shapes(run: reference.Pass, expected: dict[str, tuple[int, ...]], where: str) -> None:
+    """The pass's shapes are timm's; the failure blames the first part that differs or, where the
+    pass raised, the first part that did not run."""
+    with blame(_part(run.shapes, expected)):
+        same = run.shapes == expected and run.error is None
+        assert same, (
+            f"{where}: output shapes differ from timm's"
+            + (f" (the forward pass raised {run.error})" if run.error else "")
+            + ":\n"
+            + _shape_report(run.shapes, expected)
+        )
+
+
 def _expected_toml_shapes(name: str) -> dict[str, tuple[int, ...]] | None:
     row = spec.expected().get("variants", {}).get(name)
     if row is None:
@@ -64,15 +77,8 @@ def test_stage_shapes_at_native_resolution_match_timm(impl, name):
     ref = reference.timm_meta(name)
     expected = reference.run_pass(ref, reference.timm_taps(ref), shape).shapes
     run = reference.impl_pass(impl, name, shape, count_macs=True)  # the pass test_table2 uses
+    _assert_timms_shapes(run, expected, f"efficientnet_{name} at {shape[-1]}x{shape[-1]}")
     actual = run.shapes
-    with blame(_part(actual, expected)):  # a pass that raised: the first part that did not run
-        same = actual == expected and run.error is None
-        assert same, (
-            f"efficientnet_{name} at {shape[-1]}x{shape[-1]}: output shapes differ from timm's"
-            + (f" (the forward pass raised {run.error})" if run.error else "")
-            + ":\n"
-            + _shape_report(actual, expected)
-        )
     recorded = _expected_toml_shapes(name)
     if recorded is not None:
         with blame(_part(actual, recorded)):
@@ -87,16 +93,9 @@ def test_stage_shapes_at_native_resolution_match_timm(impl, name):
 def test_stage_shapes_at_small_odd_resolution_match_timm(impl, name):
     ref = reference.timm_meta(name)
     expected = reference.run_pass(ref, reference.timm_taps(ref), SMALL_INPUT).shapes
-    run = reference.impl_pass(impl, name, SMALL_INPUT)
-    actual = run.shapes
-    with blame(_part(actual, expected)):  # a pass that raised: the first part that did not run
-        same = actual == expected and run.error is None
-        assert same, (
-            f"efficientnet_{name} on input {SMALL_INPUT}: output shapes differ from timm's"
-            + (f" (the forward pass raised {run.error})" if run.error else "")
-            + ":\n"
-            + _shape_report(actual, expected)
-        )
+    _assert_timms_shapes(
+        reference.impl_pass(impl, name, SMALL_INPUT), expected, f"efficientnet_{name} on {SMALL_INPUT}"
+    )
 
 
 @pytest.mark.clause("API-4", "ARCH-5")

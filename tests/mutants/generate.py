@@ -643,11 +643,7 @@ def _status(judged: list[Judged], args: argparse.Namespace) -> int:
 
 
 def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    argv = sys.argv[1:] if argv is None else argv
-    extra: list[str] = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1 :]
+    argv, extra = run.split_pytest_args(argv)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sample", type=int, default=12, help="how many mutants to draw (default 12)")
     p.add_argument("--seed", type=int, default=0, help="the seed of the draw (default 0)")

@@ -479,12 +479,18 @@ def write(results: list[Result], table: str, total: float, args: argparse.Namesp
     (out / "mutants.json").write_text(json.dumps(payload, indent=2) + "\n")
 
 
-def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+def split_pytest_args(argv: list[str] | None) -> tuple[list[str], list[str]]:
+    """The command line (sys.argv[1:] by default) split at ``--``: the runner's own arguments, and
+    the extra arguments for every pytest run."""
     argv = sys.argv[1:] if argv is None else argv
-    extra: list[str] = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1 :]
+    if "--" not in argv:
+        return argv, []
+    i = argv.index("--")
+    return argv[:i], argv[i + 1 :]
+
+
+def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    argv, extra = split_pytest_args(argv)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("-k", action="append", default=[], metavar="SUBSTRING", help="only forks whose name contains it")
     p.add_argument("--only", choices=("mutant", "variation"), help="only mutants or only variations")

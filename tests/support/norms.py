@@ -11,6 +11,7 @@ layer of another kind (GroupNorm, LayerNorm) keeps no running statistics: it is 
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -62,8 +63,6 @@ def applied_momentum(m: nn.Module) -> float | None:
     mean = dict(m.named_buffers(recurse=False)).get("running_mean")
     if mean is None or mean.is_meta or mean.ndim != 1:
         return None
-    import copy
-
     layer = copy.deepcopy(m).train()
     c = mean.numel()
     before = layer.running_mean.clone()

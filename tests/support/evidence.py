@@ -49,8 +49,44 @@ from types import ModuleType
 import torch
 from torch import Tensor, nn
 
+from tests.support import reference
+
 _BLAME = "_effnet_blame"
 _CONCLUSIVE = "_effnet_conclusive"
+
+
+# The clauses that the running test cites (set by tests/support/report.py around each test call),
+# so that ``blame`` can tell a failure that decides the test from one that leaves it undecided.
+cited: tuple[str, ...] | None = None
+
+
+class Undecided(BaseException):
+    """A failure inside a hypothesis property that leaves the test undecided: a premise (blamed on
+    clauses the test does not cite) or a step blamed on no clause.  No other example can decide the
+    test, so it is raised past hypothesis (which catches only ``Exception``): the property stops at
+    this example instead of shrinking it and searching for more.  The report reads ``error``."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(
+            f"{type(error).__name__}: {error}\n(undecided for this test's clauses: hypothesis stopped at "
+            "the first example that showed it, without shrinking it)"
+        )
+        self.error = error
+        for attribute in (_BLAME, _CONCLUSIVE):
+            setattr(self, attribute, getattr(error, attribute))
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """The failure itself: the error an ``Undecided`` carries, else ``exc``."""
+    return exc.error if isinstance(exc, Undecided) else exc
+
+
+def _leaves_the_property_undecided(exc: BaseException) -> bool:
+    import hypothesis
+
+    if cited is None or not isinstance(exc, Exception) or not hypothesis.currently_in_test_context():
+        return False
+    return not set(getattr(exc, _BLAME)) & set(cited)
 
 
 @contextlib.contextmanager
@@ -59,18 +95,22 @@ def blame(*clauses: str, conclusive: bool = False) -> Iterator[None]:
     of no clause the test cites); an inner ``blame`` wins over an outer one.  ``conclusive``: the
     failure shows a violation of ``clauses`` whatever the clauses they depend on do (the evidence
     cannot come from another part being wrong), so the report names them root causes even where a
-    dependency failed too, as it does for a clause that shows an erratum's signature."""
+    dependency failed too, as it does for a clause that shows an erratum's signature.  In a
+    hypothesis property, a failure that leaves the test undecided ends the property (``Undecided``)."""
     try:
         yield
     except BaseException as e:
         if not hasattr(e, _BLAME):
             setattr(e, _BLAME, tuple(clauses))
             setattr(e, _CONCLUSIVE, conclusive)
+        if _leaves_the_property_undecided(e):
+            raise Undecided(e) from e
         raise
 
 
 def conclusive(exc: BaseException) -> bool:
     """Whether the exception's blame is conclusive (for an exception group: every member's)."""
+    exc = unwrap(exc)
     if isinstance(exc, BaseExceptionGroup) and not hasattr(exc, _BLAME):
         return all(conclusive(member) for member in exc.exceptions)
     return bool(getattr(exc, _CONCLUSIVE, False))
@@ -79,6 +119,7 @@ def conclusive(exc: BaseException) -> bool:
 def blamed(exc: BaseException) -> tuple[str, ...] | None:
     """The clauses an exception blames (the union over an exception group's members), or None when
     it (or one member) blames none: then the failure counts against every clause the test cites."""
+    exc = unwrap(exc)
     own = getattr(exc, _BLAME, None)
     if own is not None:
         return tuple(own)
@@ -115,6 +156,7 @@ def suite_error(exc: BaseException) -> str | None:
     frame of its traceback, the code that raised it, is the suite's own (for an exception group:
     every member is such an error).  An exception raised in the implementation, or in torch on the
     implementation's behalf, is a verdict as usual."""
+    exc = unwrap(exc)
     if isinstance(exc, BaseExceptionGroup) and not hasattr(exc, _BLAME):
         found = [suite_error(member) for member in exc.exceptions]
         return "; ".join(f for f in found if f) if all(found) else None
@@ -248,7 +290,9 @@ def _batchnorms_of(build: Callable[[], nn.Module]) -> list[nn.Module]:
     try:
         with torch.device("meta"):
             model = build()
-    except Exception:
+    except Exception as e:
+        if not reference.meta_caused(e):
+            raise
         model = build()
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
 

@@ -50,15 +50,33 @@ def impl_factory(impl: ModuleType, name: str) -> Callable[[], nn.Module]:
     return factory
 
 
+def meta_caused(error: BaseException) -> bool:
+    """Whether an exception is the meta device's doing (a value read, an operator without a meta
+    kernel, a tensor the implementation made on another device): only then is the same step worth
+    repeating on the CPU.  Any other exception (a shape mismatch, the implementation's own argument
+    check) is raised on any device, so it is the implementation's error as it stands, and repeating
+    it with real weights would only cost time: minutes for a large model that fails part-way."""
+    return isinstance(error, NotImplementedError) or "meta" in str(error).lower()
+
+
 @cache
-def impl_meta(impl: ModuleType, name: str) -> nn.Module | None:
-    """The implementation's variant on the meta device (cached; treat as read-only), or None if it
-    cannot be built there (e.g. data-dependent construction): callers then use real weights."""
-    factory = impl_factory(impl, name)
+def _impl_meta(impl: ModuleType, name: str) -> nn.Module | BaseException:
     try:
-        return build(factory, META)
-    except Exception:
+        return build(impl_factory(impl, name), META)
+    except Exception as e:
+        return e
+
+
+def impl_meta(impl: ModuleType, name: str) -> nn.Module | None:
+    """The implementation's variant on the meta device (cached; treat as read-only), or None if the
+    meta device cannot build it (e.g. data-dependent construction): callers then use real weights.
+    An error that is not the meta device's doing (``meta_caused``) is raised as the CPU would raise it."""
+    model = _impl_meta(impl, name)
+    if isinstance(model, nn.Module):
+        return model
+    if meta_caused(model):
         return None
+    raise model.with_traceback(model.__traceback__)
 
 
 def impl_shapes_only(impl: ModuleType, name: str) -> nn.Module:
@@ -98,29 +116,39 @@ def impl_pass(impl: ModuleType, name: str, shape: tuple[int, ...], count_macs: b
     implementation builds and runs there, else with real weights (slow for large variants and inputs)."""
     model = impl_meta(impl, name)
     if model is not None:
+        taps = impl_taps(model)
         try:
-            return run_pass(model, impl_taps(model), shape, count_macs)
-        except Exception:  # a forward that needs data (the real run below shows a genuine error)
-            pass
+            return run_pass(model, taps, shape, count_macs)
+        except Exception as e:
+            if not meta_caused(e):  # the implementation's own error: the parts that ran, on meta
+                return _partial_pass(model, taps, shape, e)
+            # else a forward that needs data: the real run below
     model = build(impl_factory(impl, name))
     taps = impl_taps(model)
     try:
         return run_pass(model, taps, shape, count_macs)
-    except Exception as e:  # the shapes of the parts that ran before it, so the first part that failed is named
-        error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
+    except Exception as e:
+        return _partial_pass(model, taps, shape, e)
+
+
+def _partial_pass(model: nn.Module, taps: Taps, shape: tuple[int, ...], error: Exception) -> Pass:
+    """The shapes of the taps that ran before the forward raised ``error``, so that the first part
+    that failed is named."""
+    message = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
+    device = next(model.parameters()).device
     seen: dict[str, tuple[int, ...]] = {}
     handles = [
         m.register_forward_hook(lambda _m, _a, out, k=k: seen.setdefault(k, tuple(out.shape))) for k, m in taps.items()
     ]
     try:
         with torch.no_grad():
-            model(torch.randn(shape))
+            model(torch.empty(shape, device=device) if device == META else torch.randn(shape, device=device))
     except Exception:
         pass  # the error above, again
     finally:
         for h in handles:
             h.remove()
-    return Pass(seen, math.nan, error)
+    return Pass(seen, math.nan, message)
 
 
 # --- The references -------------------------------------------------------------------------
@@ -180,8 +208,10 @@ def structure(factory: Callable[[], nn.Module]) -> nn.Module:
     settings), or on the CPU when it cannot be built on meta (e.g. data-dependent construction)."""
     try:
         return build(factory, META)
-    except Exception:  # the CPU build below raises the genuine error, if there is one
-        return build(factory)
+    except Exception as e:
+        if not meta_caused(e):  # the implementation's own error, raised as the CPU would raise it
+            raise
+    return build(factory)  # the meta device could not build it; the CPU raises a genuine error, if any
 
 
 @torch.no_grad()

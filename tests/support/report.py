@@ -5,8 +5,9 @@ the verdict, and the ``--report`` files.
 
 Hooks it owns: ``pytest_configure`` (creates the report, after tests/support/plugin.py has loaded
 the implementation, and registers it as a plugin, whose ``pytest_runtest_logreport`` counts every
-report, the workers' ones too under pytest-xdist), ``pytest_runtest_makereport`` (records a
-failure's ``blame`` or an error of the suite), ``pytest_terminal_summary`` (the verdict and ``--report``) and
+report, the workers' ones too under pytest-xdist), ``pytest_runtest_call`` (tells ``blame`` the
+running test's clauses), ``pytest_runtest_makereport`` (records a failure's ``blame`` or an error of
+the suite), ``pytest_terminal_summary`` (the verdict and ``--report``) and
 ``pytest_sessionfinish`` (the clause table, the root causes and the verdict, printed last: after
 pytest's tracebacks, its list of tests and its tally line).
 """
@@ -14,7 +15,6 @@ pytest's tracebacks, its list of tests and its tally line).
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections import defaultdict
@@ -50,6 +50,16 @@ def pytest_configure(config: pytest.Config) -> None:
 BLAME = "blame"
 CONCLUSIVE = "conclusive"  # the blamed clauses are root causes whatever their dependencies do
 SUITE_ERROR = "suite_error"  # an exception raised by the suite's own code (evidence.suite_error)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    """Tell ``evidence.blame`` which clauses the running test cites."""
+    evidence.cited = tuple(c for m in item.iter_markers("clause") for c in m.args)
+    try:
+        return (yield)
+    finally:
+        evidence.cited = None
 
 
 @pytest.hookimpl(wrapper=True)
@@ -348,8 +358,13 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         lines.append((f"{report.impl}: {tensorflow}", {"yellow": True}))
     failed = any(r["status"] == "FAILED" for r in rows)
     if failed:
-        seconds = os.environ.get("EFFNET_SHRINK_SECONDS", "10")
-        note = f"(a failing property's example is shrunk for at most {seconds} s: it may be a little less than minimal)"
+        from hypothesis.internal.conjecture import engine  # the bound the root conftest set
+
+        seconds = engine.MAX_SHRINKING_SECONDS
+        note = (
+            f"(a failing property stops at its first failure, shrunk for at most {seconds} s: "
+            "the example may be a little less than minimal)"
+        )
         lines.append((note, {}))
     lines.append((f"verdict: {text}", {"bold": True, "red": failed, "green": not failed}))
     config.stash[SECTION_KEY] = (f"EfficientNet conformance: {report.impl}", lines)

@@ -282,6 +282,78 @@ def test_a_failure_blamed_on_no_cited_clause_is_undecided_for_all():
     assert "failed on a step that another clause's tests check" in row["detail"]
 
 
+@pytest.fixture
+def running_test_cites(monkeypatch: pytest.MonkeyPatch):
+    """Pretend the running test cites these clauses (the report plugin sets them around each test)."""
+    return lambda *clauses: monkeypatch.setattr(evidence, "cited", clauses)
+
+
+def _property(calls: list[int], *clauses: str):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(database=None, max_examples=50, derandomize=True)
+    @given(st.integers(0, 1000))
+    def prop(x: int) -> None:
+        calls.append(x)
+        with evidence.blame(*clauses):
+            assert x < 3, f"x = {x}"
+
+    return prop
+
+
+def test_a_failure_that_leaves_a_property_undecided_stops_it_at_once_unshrunk(running_test_cites):
+    running_test_cites("ARCH-4")
+    for premise in [("SCALE-1",), ()]:  # a premise of another clause; a step blamed on no clause
+        calls: list[int] = []
+        with pytest.raises(evidence.Undecided) as info:
+            _property(calls, *premise)()
+        assert len([x for x in calls if x >= 3]) == 1, f"{premise}: hypothesis went on after the first failure: {calls}"
+        assert evidence.blamed(info.value) == premise
+        assert isinstance(evidence.unwrap(info.value), AssertionError)
+        assert "undecided for this test's clauses" in str(info.value)
+
+
+def test_a_failure_that_decides_a_property_is_shrunk_as_usual(running_test_cites):
+    running_test_cites("ARCH-4")
+    calls: list[int] = []
+    with pytest.raises(AssertionError, match="x = 3"):  # shrunk to the smallest failing example
+        _property(calls, "ARCH-4")()
+    running_test_cites()  # outside a property nothing changes: the exception is raised as it is
+    with pytest.raises(AssertionError), evidence.blame("SCALE-1"):
+        raise AssertionError("premise")
+
+
+def test_only_an_error_that_the_meta_device_caused_is_repeated_on_the_cpu():
+    from torch import nn
+
+    from tests.support import reference
+
+    assert reference.meta_caused(RuntimeError("Tensor.item() cannot be called on meta tensors"))
+    assert reference.meta_caused(NotImplementedError("Could not run 'aten::nonzero' with arguments from the 'Meta'"))
+    assert not reference.meta_caused(ValueError("would have 1,665,349,112 parameters, more than the limit"))
+    assert not reference.meta_caused(RuntimeError("The size of tensor a (8) must match the size of tensor b (16)"))
+    devices: list[str] = []
+
+    def refuses() -> nn.Module:
+        devices.append(str(nn.Linear(1, 1).weight.device))
+        raise ValueError("n_classes must be at least 1, got 0")
+
+    with pytest.raises(ValueError, match="n_classes"):
+        reference.structure(refuses)
+    assert devices == ["meta"], "the implementation's own error was built again on the CPU"
+
+    def needs_data() -> nn.Module:
+        layer = nn.Linear(1, 1)
+        devices.append(str(layer.weight.device))
+        layer.weight.sum().item()  # a value: the meta device has none
+        return layer
+
+    devices.clear()
+    assert reference.structure(needs_data).weight.device.type == "cpu"
+    assert devices == ["meta", "cpu"]
+
+
 # --- Errata by evidence ---------------------------------------------------------------------
 TUTORIAL_SE = """
 

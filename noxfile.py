@@ -127,11 +127,18 @@ def rewrites(session: nox.Session) -> None:
 
 @nox.session
 def generated(session: nox.Session) -> None:
-    """The quick legs of both generators (tests/mutants/test_generated.py with EFFNET_GENERATED_LEGS=1): a
-    seeded sample of 8 mutants (first failure) and 4 rewrites (combined); minutes of CPU, so not in tests."""
+    """The generators' tests alone (tests/mutants/test_generated.py, also part of tests): a seeded
+    sample of 8 mutants (first failure) and 4 rewrites (combined)."""
     python = _python(session)
-    env = {**_hypothesis_env(), "EFFNET_GENERATED_LEGS": "1"}
-    session.run(python, "-m", "pytest", "tests/mutants/test_generated.py", *session.posargs, env=env, external=True)
+    session.run(
+        python,
+        "-m",
+        "pytest",
+        "tests/mutants/test_generated.py",
+        *session.posargs,
+        env=_hypothesis_env(),
+        external=True,
+    )
 
 
 @nox.session

@@ -44,6 +44,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: large models or resolutions; deselect with -m 'not slow'")
     config.addinivalue_line("markers", "cuda: needs a CUDA device")
     config.addinivalue_line("markers", "property: a hypothesis property (set for every @given test)")
+    config.addinivalue_line("markers", "long: minutes in one test; started first, so that the rest runs beside it")
 
     device = config.getoption("--device")
     if device == "cuda":
@@ -121,6 +122,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         item.user_properties.append(("clauses", ",".join(ids)))
     if unknown:
         raise pytest.UsageError("clause traceability:\n  " + "\n  ".join(unknown))
+    # The tests of minutes go first: at the end of the run, with nothing left to steal, one of them
+    # would keep a worker busy while the others idle (pytest-xdist hands out tests in this order).
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
 
     run_extras = is_default_impl(config) or config.getoption("--run-extras")
     for item in items:

@@ -122,3 +122,21 @@ def test_an_unknown_clause_fails_collection(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode == pytest.ExitCode.USAGE_ERROR, f"exit {result.returncode}:\n{output}"
     assert "'SE-99', which spec/SPEC.md does not define" in output, output
+
+
+def test_each_long_test_opens_a_workers_share_of_the_run():
+    from tests.support.plugin import long_tests_first
+
+    class Item:
+        def __init__(self, name: str, long: bool) -> None:
+            self.name, self.long = name, long
+
+        def get_closest_marker(self, name: str) -> object:
+            return self.long if name == "long" and self.long else None
+
+    items = [Item(str(i), i in (10, 11)) for i in range(12)]
+    names = lambda order: [i.name for i in order]  # noqa: E731
+    # pytest-xdist's worksteal gives 2 workers the first 6 and the last 6: one long test each.
+    assert names(long_tests_first(items, 2)) == ["10", "0", "1", "2", "3", "4", "11", "5", "6", "7", "8", "9"]
+    assert names(long_tests_first(items, 1))[:2] == ["10", "11"]
+    assert sorted(names(long_tests_first(items, 3)), key=int) == [str(i) for i in range(12)]

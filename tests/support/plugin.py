@@ -16,6 +16,7 @@ and tests/support/baseline.py (the refactor check's baseline).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -122,11 +123,28 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         item.user_properties.append(("clauses", ",".join(ids)))
     if unknown:
         raise pytest.UsageError("clause traceability:\n  " + "\n  ".join(unknown))
-    # The tests of minutes go first: at the end of the run, with nothing left to steal, one of them
-    # would keep a worker busy while the others idle (pytest-xdist hands out tests in this order).
-    items.sort(key=lambda item: item.get_closest_marker("long") is None)
-
     run_extras = is_default_impl(config) or config.getoption("--run-extras")
     for item in items:
         if item.get_closest_marker("extra") and not run_extras:
             item.add_marker(pytest.mark.skip(reason="effnet extra: run with --run-extras to hold a fork to it"))
+    items[:] = long_tests_first(items, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+
+
+def long_tests_first(items: list[pytest.Item], workers: int) -> list[pytest.Item]:
+    """The tests of minutes (marker ``long``) first, one per worker: at the end of the run, with
+    nothing left to steal, one of them would keep a worker busy while the others idle.  pytest-xdist's
+    `worksteal` hands worker i the i-th of ``workers`` contiguous shares of this order (the first
+    len // workers tests, then the next share of the rest, ...), so each long test opens a share."""
+    n = max(workers, 1)
+    long = [item for item in items if item.get_closest_marker("long")]
+    rest = [item for item in items if not item.get_closest_marker("long")]
+    order: list[pytest.Item] = []
+    remaining = len(items)
+    for worker in range(n):
+        size = remaining // (n - worker)
+        remaining -= size
+        share = long[worker::n]
+        take = max(size - len(share), 0)
+        order += share + rest[:take]
+        rest = rest[take:]
+    return order + rest

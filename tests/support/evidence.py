@@ -12,8 +12,9 @@ from the name of a mutant or a library that misbehaved:
 2. Premises first.  What a test takes from other clauses (the fork's own scaling, its block count,
    its tensors' shapes, the form it compares against) is checked before its claim, under those
    clauses' blame (tests/support/premises.py): a failed premise leaves the test undecided for its
-   own clauses, and the premise's own tests give the verdict.  Two forms of one network: the module
-   form is the reference, the Sequential form is judged against it (SEQ-1, SEQ-2).
+   own clauses, and the premise's own tests give the verdict (a hypothesis property stops at the
+   first example whose premise fails: no other example could decide it).  Two forms of one network:
+   the module form is the reference, the Sequential form is judged against it (SEQ-1, SEQ-2).
 3. Conclusive evidence.  A failure that cannot come from any other part being wrong (a block that
    outputs exactly 0 where it must add its input) is a root cause whatever else failed
    (``blame(..., conclusive=True)``), as is a failure that shows an erratum's signature.

@@ -59,24 +59,22 @@ def meta_caused(error: BaseException) -> bool:
     return isinstance(error, NotImplementedError) or "meta" in str(error).lower()
 
 
-@cache
-def _impl_meta(impl: ModuleType, name: str) -> nn.Module | BaseException:
-    try:
-        return build(impl_factory(impl, name), META)
-    except Exception as e:
-        return e
+_META: dict[tuple[ModuleType, str], nn.Module | None] = {}
 
 
 def impl_meta(impl: ModuleType, name: str) -> nn.Module | None:
     """The implementation's variant on the meta device (cached; treat as read-only), or None if the
     meta device cannot build it (e.g. data-dependent construction): callers then use real weights.
-    An error that is not the meta device's doing (``meta_caused``) is raised as the CPU would raise it."""
-    model = _impl_meta(impl, name)
-    if isinstance(model, nn.Module):
-        return model
-    if meta_caused(model):
-        return None
-    raise model.with_traceback(model.__traceback__)
+    An error that is not the meta device's doing (``meta_caused``) is raised as the CPU would raise
+    it (not cached: building on meta again costs little)."""
+    if (impl, name) not in _META:
+        try:
+            _META[impl, name] = build(impl_factory(impl, name), META)
+        except Exception as e:
+            if not meta_caused(e):
+                raise
+            _META[impl, name] = None
+    return _META[impl, name]
 
 
 def impl_shapes_only(impl: ModuleType, name: str) -> nn.Module:

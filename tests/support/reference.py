@@ -97,10 +97,15 @@ class Pass:
     error: str | None = None  # what the implementation's forward raised, after the taps in ``shapes``
 
 
+def _probe(shape: tuple[int, ...], device: torch.device) -> Tensor:
+    """An input of ``shape`` for a pass that looks only at shapes: empty on meta, random elsewhere."""
+    return torch.empty(shape, device=device) if device == META else torch.randn(shape, device=device)
+
+
 def run_pass(model: nn.Module, taps: Taps, shape: tuple[int, ...], count_macs: bool = False) -> Pass:
     """Tap shapes (and MACs, which slow the pass down) for an input of ``shape``, on the model's device."""
     device = next(model.parameters()).device
-    x = torch.empty(shape, device=device) if device == META else torch.randn(shape, device=device)
+    x = _probe(shape, device)
     if not count_macs:
         return Pass({k: tuple(v.shape) for k, v in record(model, taps, x).items()}, math.nan)
     with FlopCounterMode(display=False) as counter:
@@ -140,7 +145,7 @@ def _partial_pass(model: nn.Module, taps: Taps, shape: tuple[int, ...], error: E
     ]
     try:
         with torch.no_grad():
-            model(torch.empty(shape, device=device) if device == META else torch.randn(shape, device=device))
+            model(_probe(shape, device))
     except Exception:
         pass  # the error above, again
     finally:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import baseline as baseline_support
+from tests.support import subrun
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "effnet" / "model.py"
@@ -32,8 +33,7 @@ def run(*args: str) -> tuple[int, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("EFFNET_IMPL", "EFFNET_BASELINE", "PYTEST_ADDOPTS")}
     # One intra-op thread: several OpenMP threads on a busy machine make these runs ten times slower.
     env.update(OMP_NUM_THREADS="1", EFFNET_HYPOTHESIS_PROFILE="ci")
-    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "0", *args]
-    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    result = subrun.pytest(["-p", "no:cacheprovider", "-n", "0", *args], env=env, cwd=ROOT, timeout=300)
     return result.returncode, result.stdout + result.stderr
 
 

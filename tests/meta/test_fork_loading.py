@@ -22,6 +22,7 @@ import pytest
 
 from tests.mutants import corpus
 from tests.support import impl as impl_api
+from tests.support import subrun
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "effnet" / "model.py"
@@ -38,10 +39,10 @@ def fork(tmp_path: Path, name: str, old: str, new: str) -> Path:
     return path
 
 
-def run(*args: str, command: list[str] | None = None) -> tuple[int, str]:
+def run(*args: str, selection: tuple[str, ...] = (SELECTION,)) -> tuple[int, str]:
+    """``python -m pytest SELECTION -p no:cacheprovider ARGS`` (forked from subrun's preloaded server)."""
     env = {k: v for k, v in os.environ.items() if k not in ("EFFNET_IMPL", "PYTEST_ADDOPTS")}
-    cmd = command or [sys.executable, "-m", "pytest", SELECTION, "-p", "no:cacheprovider", *args]
-    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    result = subrun.pytest([*selection, "-p", "no:cacheprovider", *args], env=env, cwd=ROOT, timeout=300)
     return result.returncode, result.stdout + result.stderr
 
 
@@ -146,8 +147,7 @@ def test_impl_path_outside_the_repository_as_first_typed(tmp_path: Path) -> None
     path = tmp_path / "outside" / "my_effnet.py"
     path.parent.mkdir()
     path.write_text(SOURCE.read_text())
-    command = [sys.executable, "-m", "pytest", "--impl", str(path), "-p", "no:cacheprovider"]
-    returncode, output = run(command=[*command, "-k", "test_signature_matches_tutorial and b0"])
+    returncode, output = run("--impl", str(path), "-k", "test_signature_matches_tutorial and b0", selection=())
     assert returncode == 0, f"exit status {returncode}:\n{output}"
     assert f"EfficientNet conformance: {path}" in output, output
     assert re.search(r"API-2\s+passed", output), output

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -20,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.conformance.test_api import VALID_CALLS
-from tests.support import evidence, spec
+from tests.support import evidence, spec, subrun
 from tests.support import impl as impl_api
 from tests.support import report as clause_report
 
@@ -43,8 +41,8 @@ def run_suite(tmp_path: Path, *args: str) -> tuple[int, str, dict[str, Any]]:
     """Run the selection with --report; (exit code, output, report JSON)."""
     report = tmp_path / "report"
     env = {k: v for k, v in os.environ.items() if k not in ("EFFNET_IMPL", "PYTEST_ADDOPTS")}
-    cmd = [sys.executable, "-m", "pytest", SELECTION, "-p", "no:cacheprovider", "--report", str(report), *args]
-    result = subprocess.run(cmd, cwd=spec.ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    cmd = [SELECTION, "-p", "no:cacheprovider", "--report", str(report), *args]
+    result = subrun.pytest(cmd, env=env, cwd=spec.ROOT, timeout=300)
     output = result.stdout + result.stderr
     assert (tmp_path / "report.json").exists(), f"no report.json written:\n{output}"
     assert (tmp_path / "report.md").exists(), f"no report.md written:\n{output}"

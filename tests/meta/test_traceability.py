@@ -13,14 +13,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 from filelock import FileLock
 
-from tests.support import spec
+from tests.support import spec, subrun
 
 REGENERATE = "run `python spec/generate.py --update-clauses` (or `nox -s spec`)"
 
@@ -109,10 +108,10 @@ def _collect_file(tmp_path: Path, clause: str) -> subprocess.CompletedProcess[st
                 pass
         """)
     )
-    args = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-p", "conftest",
+    args = ["--collect-only", "-q", "-p", "no:cacheprovider", "-p", "conftest",
             "-c", str(spec.ROOT / "pyproject.toml"), "--rootdir", str(spec.ROOT), str(test_file)]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k not in ("EFFNET_IMPL", "PYTEST_ADDOPTS")}
-    return subprocess.run(args, cwd=spec.ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    return subrun.pytest(args, env=env, cwd=spec.ROOT, timeout=300)
 
 
 def test_an_unknown_clause_fails_collection(tmp_path):

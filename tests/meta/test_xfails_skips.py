@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from tests.support import idfiles
+from tests.support import idfiles, subrun
 
 ROOT = Path(__file__).resolve().parents[2]
 SELECTION = "tests/conformance/test_api.py"
@@ -47,9 +45,8 @@ def run(tmp_path: Path, impl: str, *args: str, **files: str) -> tuple[int, str, 
         options += [f"--{option.replace('_', '-')}", str(path)]
     report = tmp_path / "report"
     env = {k: v for k, v in os.environ.items() if k not in ("EFFNET_IMPL", "PYTEST_ADDOPTS")}
-    cmd = [sys.executable, "-m", "pytest", SELECTION, "-p", "no:cacheprovider", "-rxXs", "--impl", impl]
-    cmd += ["--report", str(report), *options, *args]
-    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    cmd = [SELECTION, "-p", "no:cacheprovider", "-rxXs", "--impl", impl, "--report", str(report), *options, *args]
+    result = subrun.pytest(cmd, env=env, cwd=ROOT, timeout=300)
     output = result.stdout + result.stderr
     rows = {}
     if report.with_suffix(".json").exists():
@@ -104,8 +101,8 @@ def test_skips_file_skips_with_its_reason(tmp_path: Path, deviating_fork: Path) 
 
 
 def test_missing_id_file_is_a_usage_error(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "pytest", SELECTION, "-p", "no:cacheprovider", "--xfails-file", "no/such/xfails.txt"]
-    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    cmd = [SELECTION, "-p", "no:cacheprovider", "--xfails-file", "no/such/xfails.txt"]
+    result = subrun.pytest(cmd, cwd=ROOT, timeout=300)
     output = result.stdout + result.stderr
     assert result.returncode == 4, output
     assert "--xfails-file no/such/xfails.txt: cannot read it" in output, output

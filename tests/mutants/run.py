@@ -39,11 +39,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import platform
 import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -51,12 +49,14 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
+from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.mutants import corpus
+from tests.support import subrun
 
 ROOT = corpus.ROOT
 PYTEST_ARGS = ["tests/conformance", "-q", "-p", "no:cacheprovider", "-m", "not slow"]
@@ -64,7 +64,6 @@ MATRIX_PYTEST_ARGS = PYTEST_ARGS  # --matrix: every test of every mutant
 # Drawn examples per property of the clauses a mutant does not declare (order.py): they are run for
 # the root-cause check, to show that they pass; the declared clauses' properties keep the profile's.
 OTHER_EXAMPLES = 5
-PRELOAD = ["torch", "timm", "torchvision", "hypothesis", "numpy", "pytest", "xdist"]
 _LOAD_CLAUSE = re.compile(r"\(clause ([A-Z][A-Z0-9]*-\d+)\)")
 
 
@@ -113,32 +112,7 @@ class Job:
     env: dict[str, str]
 
 
-def _pytest_child(args: list[str], log: str, env: dict[str, str]) -> None:
-    """In a process forked from the server: run pytest with its output in ``log``."""
-    os.environ.update(env)
-    os.chdir(ROOT)
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    import pytest
-
-    try:
-        code = int(pytest.main(args))
-    except BaseException:
-        import traceback
-
-        traceback.print_exc()
-        code = 3
-    sys.stdout.flush()
-    sys.stderr.flush()
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    Path(log).with_suffix(".cpu").write_text(f"{usage.ru_utime + usage.ru_stime:.2f}")
-    os._exit(code)
-
-
-def run_one(job: Job, extra: list[str], timeout: float, preload: multiprocessing.context.BaseContext | None) -> Result:
+def run_one(job: Job, extra: list[str], timeout: float, preload: BaseContext | None) -> Result:
     env = job.env
     first_failure = job.fork.kind == "mutant" and "EFFNET_ONLY_CLAUSES" not in env and "EFFNET_FAILURES_OUT" not in env
     base = [*PYTEST_ARGS, "-x"] if first_failure else PYTEST_ARGS
@@ -197,50 +171,18 @@ def run_one(job: Job, extra: list[str], timeout: float, preload: multiprocessing
 
 
 def run_pytest(
-    args: list[str], log: Path, env: dict[str, str], timeout: float, preload: multiprocessing.context.BaseContext | None
+    args: list[str], log: Path, env: dict[str, str], timeout: float, preload: BaseContext | None
 ) -> tuple[int | None, float, float | None]:
     """``pytest ARGS`` with ``env`` added and its output in ``log``: forked from the preloaded server
     (``preload``) or a plain subprocess.  Returns the exit status (None: killed after ``timeout``
     seconds), the wall time and the run's CPU time (None when unknown)."""
-    start = time.perf_counter()
-    if preload is not None:
-        process = preload.Process(target=_pytest_child, args=(args, str(log), env))
-        process.start()
-        process.join(timeout)
-        if process.is_alive():
-            process.kill()
-            process.join()
-            returncode = None
-        else:
-            returncode = process.exitcode
-    else:
-        with open(log, "w") as out:
-            try:
-                returncode = subprocess.run(
-                    [sys.executable, "-m", "pytest", *args],
-                    cwd=ROOT,
-                    env={**os.environ, **env},
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    timeout=timeout,
-                    check=False,
-                ).returncode
-            except subprocess.TimeoutExpired:
-                returncode = None
-    seconds = time.perf_counter() - start
-    cpu_file = log.with_suffix(".cpu")
-    cpu = float(cpu_file.read_text()) if cpu_file.exists() else None
-    return returncode, seconds, cpu
+    return subrun.run_pytest_to(args, log, {**os.environ, **env}, timeout, preload)
 
 
-def preload_context(no_preload: bool = False) -> multiprocessing.context.BaseContext | None:
-    """The forkserver that has imported torch, timm, torchvision ... once (PRELOAD), from which each
-    run is forked; None (plain subprocesses) with ``no_preload`` or where there is no forkserver."""
-    if no_preload or "forkserver" not in multiprocessing.get_all_start_methods():  # not on Windows
-        return None
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(PRELOAD)
-    return context
+def preload_context(no_preload: bool = False) -> BaseContext | None:
+    """The forkserver that has imported torch, timm, torchvision ... once (subrun.PRELOAD), from
+    which each run is forked; None (plain subprocesses) with ``no_preload`` or where there is none."""
+    return subrun.preload_context(no_preload)
 
 
 def _first_failure(report: Path, output: str, returncode: int, path: Path) -> tuple[list[str], str]:

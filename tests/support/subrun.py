@@ -1,0 +1,155 @@
+"""pytest runs in a child process, forked from a server that has imported torch, timm and torchvision
+once.
+
+The meta-tests run pytest end to end (a broken fork's message, the report file, ID files, the
+refactor check) and the mutant runners run the conformance suite once per fork.  A fresh
+interpreter spends most of a short run importing torch, timm and torchvision (about 6 s of a 7 s
+run on a 2-core machine); a child forked from a multiprocessing forkserver that imported them
+already starts in milliseconds.  The child is an ordinary pytest run: its environment is the one
+given (replacing the server's), its working directory and ``sys.path[0]`` are ``cwd`` (as with
+``python -m pytest``), its output goes to files read back afterwards, and it exits with pytest's
+status.
+
+What the server cannot change after its imports is settled by the environment it started with:
+a run whose environment sets an import-time variable (``IMPORT_TIME``) to another value than the
+server had runs as a plain subprocess instead.  ``EFFNET_NO_PRELOAD=1`` makes every run a plain
+subprocess (for checking that the two agree).  Windows has no forkserver: plain subprocesses there.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from multiprocessing.context import BaseContext
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PRELOAD = ["torch", "timm", "torchvision", "hypothesis", "numpy", "pytest", "xdist"]
+# Read once, when torch (or Python) starts: a child of the server cannot take another value.
+IMPORT_TIME = ("ATEN_CPU_CAPABILITY", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "PYTHONPATH", "PYTHONHASHSEED")
+
+
+def preload_context(no_preload: bool = False) -> BaseContext | None:
+    """The forkserver that imports PRELOAD once, from which each run is forked (it starts with the
+    first run); None (plain subprocesses) with ``no_preload``, with ``EFFNET_NO_PRELOAD=1`` or where
+    there is no forkserver."""
+    if no_preload or os.environ.get("EFFNET_NO_PRELOAD") == "1":
+        return None
+    if "forkserver" not in multiprocessing.get_all_start_methods():  # not on Windows
+        return None
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    return context
+
+
+def _child(args: list[str], out: str, err: str, env: dict[str, str], cwd: str) -> None:
+    """In a process forked from the server: ``pytest ARGS`` in ``cwd`` with exactly ``env``, its
+    standard output and error in the files ``out`` and ``err`` (the same file for both is allowed)."""
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    sys.path.insert(0, cwd)  # as `python -m pytest` does
+    sys.stdout.flush()
+    sys.stderr.flush()
+    out_fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    err_fd = out_fd if err == out else os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    os.dup2(out_fd, 1)
+    os.dup2(err_fd, 2)
+    if "OMP_NUM_THREADS" in env:  # read by torch at import, which the server did with its own value
+        import torch
+
+        torch.set_num_threads(int(env["OMP_NUM_THREADS"]))
+    import pytest
+
+    try:
+        code = int(pytest.main(args))
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 3
+    sys.stdout.flush()
+    sys.stderr.flush()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    Path(out).with_suffix(".cpu").write_text(f"{usage.ru_utime + usage.ru_stime:.2f}")
+    os._exit(code)
+
+
+def _forkable(env: Mapping[str, str]) -> bool:
+    return all(env.get(k) == os.environ.get(k) for k in IMPORT_TIME)
+
+
+def run_pytest_to(
+    args: list[str],
+    out: Path,
+    env: Mapping[str, str],
+    timeout: float | None,
+    preload: BaseContext | None,
+    cwd: Path = ROOT,
+    err: Path | None = None,
+) -> tuple[int | None, float, float | None]:
+    """``pytest ARGS`` with exactly ``env``, its output in ``out`` (standard error in ``err``, by
+    default also ``out``): forked from ``preload``'s server, or a plain subprocess.  Returns the exit
+    status (None: killed after ``timeout`` seconds), the wall time and the run's CPU time (None when
+    unknown)."""
+    err = err or out
+    start = time.perf_counter()
+    if preload is not None and _forkable(env):
+        cpu_file = out.with_suffix(".cpu")
+        cpu_file.unlink(missing_ok=True)
+        process = preload.Process(target=_child, args=(args, str(out), str(err), dict(env), str(cwd)))
+        process.start()
+        process.join(timeout)
+        returncode: int | None
+        if process.is_alive():
+            process.kill()
+            process.join()
+            returncode = None
+        else:
+            returncode = process.exitcode
+        cpu = float(cpu_file.read_text()) if cpu_file.exists() else None
+        return returncode, time.perf_counter() - start, cpu
+    with open(out, "w") as out_file, open(err, "a") as err_file:
+        try:
+            returncode = subprocess.run(
+                [sys.executable, "-m", "pytest", *args],
+                cwd=cwd,
+                env=dict(env),
+                stdout=out_file,
+                stderr=subprocess.STDOUT if err == out else err_file,
+                timeout=timeout,
+                check=False,
+            ).returncode
+        except subprocess.TimeoutExpired:
+            returncode = None
+    return returncode, time.perf_counter() - start, None
+
+
+_SERVER: list[BaseContext | None] = []
+
+
+def pytest(
+    args: list[str], env: Mapping[str, str] | None = None, cwd: Path = ROOT, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """``python -m pytest ARGS`` as ``subprocess.run(..., capture_output=True, text=True)`` would
+    give it, from this process's preloaded server (started with the first call).  Raises
+    ``subprocess.TimeoutExpired`` after ``timeout`` seconds, as subprocess.run does."""
+    if not _SERVER:
+        _SERVER.append(preload_context())
+    env = dict(os.environ if env is None else env)
+    with tempfile.TemporaryDirectory(prefix="effnet-subrun-") as tmp:
+        out, err = Path(tmp) / "stdout.txt", Path(tmp) / "stderr.txt"
+        err.touch()
+        returncode, _, _ = run_pytest_to(args, out, env, timeout, _SERVER[0], cwd, err)
+        stdout = out.read_text(errors="replace") if out.exists() else ""
+        stderr = err.read_text(errors="replace")
+    command = [sys.executable, "-m", "pytest", *args]
+    if returncode is None:
+        raise subprocess.TimeoutExpired(command, timeout, output=stdout, stderr=stderr)
+    return subprocess.CompletedProcess(command, returncode, stdout, stderr)

@@ -48,6 +48,12 @@ def preload_context(no_preload: bool = False) -> BaseContext | None:
     return context
 
 
+# The server imported pytest's plugins (xdist, hypothesis, and anyio through timm) before pytest could
+# rewrite their own assert statements: the only difference from a fresh interpreter, and pytest warns
+# about it in every run.  Silenced; the suite's modules are imported (and rewritten) in the child.
+_IMPORTED_PLUGINS = "ignore:Module already imported so cannot be rewritten:pytest.PytestAssertRewriteWarning"
+
+
 def _child(args: list[str], out: str, err: str, env: dict[str, str], cwd: str) -> None:
     """In a process forked from the server: ``pytest ARGS`` in ``cwd`` with exactly ``env``, its
     standard output and error in the files ``out`` and ``err`` (the same file for both is allowed)."""
@@ -68,7 +74,7 @@ def _child(args: list[str], out: str, err: str, env: dict[str, str], cwd: str) -
     import pytest
 
     try:
-        code = int(pytest.main(args))
+        code = int(pytest.main([*args, "-W", _IMPORTED_PLUGINS]))
     except BaseException:
         import traceback
 
@@ -135,18 +141,23 @@ _SERVER: list[BaseContext | None] = []
 
 
 def pytest(
-    args: list[str], env: Mapping[str, str] | None = None, cwd: Path = ROOT, timeout: float = 300
+    args: list[str],
+    env: Mapping[str, str] | None = None,
+    cwd: Path = ROOT,
+    timeout: float = 300,
+    preload: bool = True,
 ) -> subprocess.CompletedProcess[str]:
     """``python -m pytest ARGS`` as ``subprocess.run(..., capture_output=True, text=True)`` would
-    give it, from this process's preloaded server (started with the first call).  Raises
-    ``subprocess.TimeoutExpired`` after ``timeout`` seconds, as subprocess.run does."""
+    give it, from this process's preloaded server (started with the first call; a plain subprocess
+    with ``preload=False``).  Raises ``subprocess.TimeoutExpired`` after ``timeout`` seconds, as
+    subprocess.run does."""
     if not _SERVER:
         _SERVER.append(preload_context())
     env = dict(os.environ if env is None else env)
     with tempfile.TemporaryDirectory(prefix="effnet-subrun-") as tmp:
         out, err = Path(tmp) / "stdout.txt", Path(tmp) / "stderr.txt"
         err.touch()
-        returncode, _, _ = run_pytest_to(args, out, env, timeout, _SERVER[0], cwd, err)
+        returncode, _, _ = run_pytest_to(args, out, env, timeout, _SERVER[0] if preload else None, cwd, err)
         stdout = out.read_text(errors="replace") if out.exists() else ""
         stderr = err.read_text(errors="replace")
     command = [sys.executable, "-m", "pytest", *args]

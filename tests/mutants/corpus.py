@@ -43,6 +43,8 @@ class Fork:
     # A justified exception: the root causes the report names instead of ``clauses``, and why.
     root_causes: tuple[str, ...] = ()
     root_causes_reason: str = ""
+    # A variation never judged in a combination with others (``combine``), and why.
+    alone: str = ""
 
     @property
     def expected_roots(self) -> tuple[str, ...]:
@@ -84,6 +86,7 @@ def load(path: Path = CORPUS) -> list[Fork]:
 def _parse(kind: str, index: int, entry: dict[str, Any], problems: list[str]) -> Fork | None:
     where = f"[[{kind}]] #{index + 1} ({entry.get('name', '?')})"
     allowed = {"name", "description", "clauses", "patch", "root_causes", "root_causes_reason"}
+    allowed |= {"alone"} if kind == "variation" else set()
     if extra := set(entry) - allowed:
         problems.append(f"{where}: unknown keys {sorted(extra)}")
     name, description = entry.get("name", ""), entry.get("description", "")
@@ -108,7 +111,7 @@ def _parse(kind: str, index: int, entry: dict[str, Any], problems: list[str]) ->
     roots, reason = tuple(entry.get("root_causes", ())), str(entry.get("root_causes_reason", ""))
     if bool(roots) != bool(reason):
         problems.append(f"{where}: root_causes (an exception to `clauses`) needs a root_causes_reason, and back")
-    return Fork(kind, name, description, clauses, tuple(patches), roots, reason)
+    return Fork(kind, name, description, clauses, tuple(patches), roots, reason, str(entry.get("alone", "")))
 
 
 def apply(fork: Fork, source: str) -> str:
@@ -154,6 +157,65 @@ def check_all(forks: list[Fork], source: str | None = None) -> dict[str, str]:
     if problems:
         raise CorpusError("\n".join(problems))
     return built
+
+
+COMBINED = "variations-combined"
+
+
+def _spans(fork: Fork, source: str) -> list[tuple[int, int]]:
+    """Where in ``source`` the fork's patches apply: every occurrence of each patch's old text."""
+    spans = []
+    for patch in fork.patches:
+        start = source.find(patch.old)
+        while start != -1:
+            spans.append((start, start + len(patch.old)))
+            start = source.find(patch.old, start + 1)
+    return spans
+
+
+def _overlap(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> bool:
+    return any(s1 <= e2 and s2 <= e1 for s1, e1 in a for s2, e2 in b)  # touching counts
+
+
+def combine(variations: list[Fork], source: str) -> tuple[Fork | None, list[Fork]]:
+    """One variation with the patches of as many of ``variations`` as combine, in corpus order,
+    and the variations left to be judged alone: those marked ``alone`` and those whose patches
+    touch code that an earlier member's patches touch (two rewrites of the same code, whose
+    combination would be neither's function).  None when fewer than two combine.  A combination
+    that passes shows every member's construct passing beside the others; one that is rejected
+    is judged again member by member (run.py), so that the report names the variation rejected."""
+    members: list[Fork] = []
+    left: list[Fork] = []
+    taken: list[tuple[int, int]] = []
+    text = source
+    for fork in variations:
+        spans = _spans(fork, source)
+        if fork.alone or _overlap(spans, taken):
+            left.append(fork)
+            continue
+        try:
+            text = apply(fork, text)
+        except CorpusError:  # an old text that another member's new text added or removed
+            left.append(fork)
+            continue
+        members.append(fork)
+        taken += spans
+    if len(members) < 2:
+        return None, variations
+    combined = Fork(
+        "variation",
+        COMBINED,
+        f"{len(members)} variations applied together: " + ", ".join(f.name for f in members),
+        (),
+        tuple(p for f in members for p in f.patches),
+    )
+    return combined, left
+
+
+def members(combined: Fork, variations: list[Fork]) -> list[Fork]:
+    """The variations whose patches make up ``combined``."""
+    patches = set(combined.patches)
+    return [f for f in variations if f.patches and set(f.patches) <= patches]
 
 
 def write(fork: Fork, text: str, directory: Path) -> Path:

@@ -14,6 +14,7 @@ points its user at the wrong place.
     python tests/mutants/run.py -- --maxfail 3  # extra pytest arguments after --
     python tests/mutants/run.py --matrix        # every test on every mutant: which checks can fail
     python tests/mutants/run.py --first-failure # quicker: stop each mutant at its first failure (-x), roots unchecked
+    python tests/mutants/run.py --combine-variations  # the variations that apply together as one fork (CI)
 
 Each fork is `pytest tests/conformance --impl FORK -q -p no:cacheprovider -m "not slow" --report
 ...` with EFFNET_HYPOTHESIS_PROFILE=ci (derandomized, so that a verdict is reproducible) and one
@@ -218,6 +219,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{kinds.count('mutant')} mutants and {kinds.count('variation')} variations apply to effnet/model.py")
         return 0
 
+    if args.combine_variations:
+        variations = [f for f in forks if f.kind == "variation"]
+        combined, alone = corpus.combine(variations, corpus.SOURCE.read_text())
+        if combined is not None:
+            texts[combined.name] = corpus.build(combined, corpus.SOURCE.read_text())
+            forks = [f for f in forks if f.kind == "mutant"] + [combined] + alone
     workdir = Path(tempfile.mkdtemp(prefix="effnet-mutants-"))
     # One intra-op thread per run: two runs on two cores would otherwise fight over them.  Set
     # before the server process imports torch.
@@ -233,22 +240,19 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     results: list[Result] = []
     try:
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            futures = [pool.submit(run_one, j, extra, args.timeout, preload) for j in jobs]
-            for n, future in enumerate(as_completed(futures), 1):
-                r = future.result()
-                results.append(r)
-                by = f", root causes {', '.join(r.caught_by)}" if r.caught_by else ""
-                wrong = "" if r.roots_as_declared else f" (NOT the declared {', '.join(r.expected_roots)})"
-                print(
-                    f"[{n:>2}/{len(jobs)}] {r.kind} {r.name}: {r.verdict}{by}{wrong} in {r.seconds:.1f} s", flush=True
-                )
+        results = _run_all(jobs, extra, args, preload)
+        rejected = [r for r in results if r.name == corpus.COMBINED and not r.ok]
+        if rejected:  # a false positive: judge each member alone, so that the table names the one(s) rejected
+            members = corpus.members(next(f for f in forks if f.name == corpus.COMBINED), all_forks)
+            print(f"the combined variations were rejected: judging its {len(members)} variations alone", flush=True)
+            again = [_job(f, texts[f.name], workdir, args.profile) for f in members]
+            results += _run_all(again, extra, args, preload)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     total = time.perf_counter() - start
     order = {f.name: i for i, f in enumerate(all_forks)}
-    results.sort(key=lambda r: order[r.name])
+    results.sort(key=lambda r: order.get(r.name, len(order)))
     table = markdown(results, total, args)
     print("\n" + table)
     for r in results:
@@ -270,6 +274,20 @@ def main(argv: list[str] | None = None) -> int:
         f"written to {Path(args.out) / ('kill-matrix.md' if args.matrix else 'mutants.md and mutants.json')}"
     )
     return 1 if bad else 0
+
+
+def _run_all(jobs: list[Job], extra: list[str], args: argparse.Namespace, preload: BaseContext | None) -> list[Result]:
+    """Every job, ``args.jobs`` at a time, each result printed as it comes."""
+    results = []
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = [pool.submit(run_one, j, extra, args.timeout, preload) for j in jobs]
+        for n, future in enumerate(as_completed(futures), 1):
+            r = future.result()
+            results.append(r)
+            by = f", root causes {', '.join(r.caught_by)}" if r.caught_by else ""
+            wrong = "" if r.roots_as_declared else f" (NOT the declared {', '.join(r.expected_roots)})"
+            print(f"[{n:>2}/{len(jobs)}] {r.kind} {r.name}: {r.verdict}{by}{wrong} in {r.seconds:.1f} s", flush=True)
+    return results
 
 
 def _job(
@@ -452,6 +470,12 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
         "--first-failure",
         action="store_true",
         help="stop each mutant at its first failure (-x, its clauses' tests first): quicker, root causes not checked",
+    )
+    p.add_argument(
+        "--combine-variations",
+        action="store_true",
+        help="judge the variations that apply together as one fork (those marked `alone` by themselves); "
+        "if it is rejected, each of them alone as well: quicker (CI)",
     )
     p.add_argument(
         "--matrix", action="store_true", help="mutants only, every test each (no -x): write reports/kill-matrix.md"

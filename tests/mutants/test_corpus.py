@@ -35,3 +35,30 @@ def test_a_fork_that_imports_effnet_is_refused():
     fork = corpus.Fork("variation", "demo", "demo", (), (corpus.Patch("import torch", "import effnet"),))
     with pytest.raises(corpus.CorpusError, match="imports effnet"):
         corpus.build(fork, "import torch\n")
+
+
+def test_combined_variations_leave_out_those_alone_and_those_that_no_longer_apply():
+    def variation(name: str, old: str, new: str, alone: str = "") -> corpus.Fork:
+        return corpus.Fork("variation", name, name, (), (corpus.Patch(old, new),), alone=alone)
+
+    a, b = variation("a", "one", "one, 1"), variation("b", "two", "TWO")
+    # Rewrites the code `a` rewrote: its old text still occurs once after `a`, so only where the
+    # patches apply in the original tells the two apart (a forward using what another renamed).
+    clash = variation("clash", "one", "uno")
+    apart = variation("apart", "three", "THREE", alone="removes what the others use")
+    forks = [a, clash, b, apart]
+    combined, left = corpus.combine(forks, "one two three")
+    assert combined is not None
+    assert corpus.apply(combined, "one two three") == "one, 1 TWO three"
+    assert left == [clash, apart]
+    assert corpus.members(combined, forks) == [a, b]
+    assert corpus.combine([a, apart], "one two three") == (None, [a, apart])
+
+
+def test_the_corpus_variations_combine():
+    """CI judges the corpus' variations combined (run.py --combine-variations): most of them in one fork."""
+    variations = [f for f in corpus.load() if f.kind == "variation"]
+    combined, left = corpus.combine(variations, corpus.SOURCE.read_text())
+    assert combined is not None, [f.name for f in left]
+    assert len(corpus.members(combined, variations)) >= 5, [f.name for f in left]
+    corpus.build(combined, corpus.SOURCE.read_text())  # compiles

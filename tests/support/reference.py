@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from types import ModuleType
@@ -21,6 +22,7 @@ from unittest import mock
 import pytest
 import torch
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from tests.support import spec, torchutil
@@ -32,9 +34,28 @@ CPU = torch.device("cpu")
 Taps = dict[str, nn.Module]
 
 
+class _NoFillOnMeta(TorchFunctionMode):
+    """Skips the in-place random and constant fills of tensors on the meta device, where there are
+    no values to fill: building a model there spent up to half its time in the fills' meta kernels
+    (each initialisation call dispatches to Python reference implementations).  The
+    initialisation code itself still runs (its fan-in arithmetic and argument checks), and every
+    other operation is unchanged."""
+
+    FILLS = frozenset(
+        getattr(Tensor, name)
+        for name in ("uniform_", "normal_", "fill_", "zero_", "random_", "exponential_", "bernoulli_", "erfinv_")
+    )
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        if func in self.FILLS and args and isinstance(args[0], Tensor) and args[0].is_meta:
+            return args[0]
+        return func(*args, **(kwargs or {}))
+
+
 def build(factory: Callable[[], nn.Module], device: torch.device = CPU) -> nn.Module:
-    """``factory()`` on ``device``, in eval mode, with parameters drawn from a fixed seed."""
-    with torch.random.fork_rng(devices=[]), device:
+    """``factory()`` on ``device``, in eval mode, with parameters drawn from a fixed seed (on the
+    meta device, without the fills, which have nothing to fill there)."""
+    with torch.random.fork_rng(devices=[]), device, _NoFillOnMeta() if device == META else nullcontext():
         torch.manual_seed(SEED)
         return factory().eval()
 
@@ -171,10 +192,14 @@ def timm_model(name: str) -> nn.Module:
 
 
 def timm_model_on(name: str, device: torch.device) -> nn.Module:
-    """timm's ``efficientnet_<name>`` built on ``device``, with timm's own initialisation."""
+    """timm's ``efficientnet_<name>`` built on ``device``, with timm's own initialisation (none on
+    the meta device: see _timm_generator)."""
     import timm
+    from timm.models import efficientnet
 
-    return build(lambda: timm.create_model(timm_name(name), pretrained=False), device)
+    init = mock.patch.object(efficientnet, "efficientnet_init_weights", return_value=None)
+    with init if device == META else nullcontext():
+        return build(lambda: timm.create_model(timm_name(name), pretrained=False), device)
 
 
 def timm_scaled(w_factor: float, d_factor: float, n_classes: int) -> nn.Module:

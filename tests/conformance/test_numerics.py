@@ -69,7 +69,7 @@ def _assert_eval_agrees(result: reference.EvalComparison, what: str) -> None:
 def test_eval_output_matches_timm_stage_by_stage(impl, device, name):
     premises.variant_matches_timm(impl, name)
     ref = reference.prepare_reference(reference.timm_model(name).to(device), RESOLUTION)
-    model = reference.build(reference.impl_factory(impl, name)).to(device)
+    model = reference.build_to_overwrite(reference.impl_factory(impl, name), device)
     result = reference.compare_eval(model, ref, reference.timm_taps, RESOLUTION, EVAL_TOL)
     _assert_eval_agrees(result, f"efficientnet_{name}")
 
@@ -89,7 +89,7 @@ small_resolutions = st.integers(32, 64)
 def test_eval_output_matches_timms_generator_at_any_factors(impl, device, w, d, n, r):
     premises.module_form_matches_timm(reference.structure(lambda: impl.EfficientNet(w, d, n)), w, d, n)
     ref = reference.prepare_reference(reference.timm_scaled(w, d, n).to(device), r)
-    model = reference.build(lambda: impl.EfficientNet(w, d, n)).to(device)
+    model = reference.build_to_overwrite(lambda: impl.EfficientNet(w, d, n), device)
     result = reference.compare_eval(model, ref, reference.timm_taps, r, EVAL_TOL)
     _assert_eval_agrees(result, f"EfficientNet({w!r}, {d!r}, {n}) at {r} px")
 
@@ -108,12 +108,12 @@ def _train_pair(impl, case: str) -> tuple[nn.Module, nn.Module]:
     if isinstance(what, str):
         premises.variant_matches_timm(impl, what)
         ref = reference.timm_model(what)
-        model = reference.build(reference.impl_factory(impl, what))
+        model = reference.build_to_overwrite(reference.impl_factory(impl, what))
     else:
         w, d, n = what
         premises.module_form_matches_timm(reference.structure(lambda: impl.EfficientNet(w, d, n)), w, d, n)
         ref = reference.timm_scaled(w, d, n)
-        model = reference.build(lambda: impl.EfficientNet(w, d, n))
+        model = reference.build_to_overwrite(lambda: impl.EfficientNet(w, d, n))
     return model, ref
 
 
@@ -151,7 +151,7 @@ def test_training_step_matches_timm(impl, device, case):
 def test_training_step_matches_timms_generator_at_any_factors(impl, device, w, d, n, r):
     premises.module_form_matches_timm(reference.structure(lambda: impl.EfficientNet(w, d, n)), w, d, n)
     ref = reference.timm_scaled(w, d, n)
-    model = reference.build(lambda: impl.EfficientNet(w, d, n))
+    model = reference.build_to_overwrite(lambda: impl.EfficientNet(w, d, n))
     _assert_training_step_agrees(model, ref, device, r, f"EfficientNet({w!r}, {d!r}, {n}) at {r} px")
 
 

@@ -60,6 +60,42 @@ def build(factory: Callable[[], nn.Module], device: torch.device = CPU) -> nn.Mo
         return factory().eval()
 
 
+def _state_dict_holds_everything(model: nn.Module) -> bool:
+    """Whether the state_dict holds every value of ``model``: no parameter shared by two modules,
+    no buffer left out of it (non-persistent), no tensor kept in a plain attribute (or a list,
+    tuple or dict attribute)."""
+    if len(list(model.named_parameters(remove_duplicate=False))) != len(list(model.named_parameters())):
+        return False
+    if {n for n, _ in model.named_buffers(remove_duplicate=False)} - set(model.state_dict()):
+        return False
+    for module in model.modules():
+        for key, value in vars(module).items():
+            if key in ("_parameters", "_buffers", "_modules"):
+                continue
+            items = value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple) else [value]
+            if isinstance(value, Tensor) or any(isinstance(v, Tensor) for v in items):
+                return False
+    return True
+
+
+def build_to_overwrite(factory: Callable[[], nn.Module], device: torch.device = CPU) -> nn.Module:
+    """``factory()`` for a test that copies every state_dict entry into it (copy_weights_in_order)
+    before using it: built on the meta device and given uninitialised memory on ``device``, which
+    skips the initialisation (a second for B7, of the CPU's random numbers) that the copy would
+    overwrite.  Where the state_dict does not hold every value the model computes with
+    (``_state_dict_holds_everything``), or the meta device cannot build it, it is built on
+    ``device`` as ``build`` does: the result is the same model once the copy is done."""
+    try:
+        model = build(factory, META)
+    except Exception as e:
+        if not meta_caused(e):
+            raise
+        return build(factory).to(device)
+    if not _state_dict_holds_everything(model):
+        return build(factory).to(device)
+    return model.to_empty(device=device)
+
+
 # --- The implementation under test ------------------------------------------------------------
 def impl_factory(impl: ModuleType, name: str) -> Callable[[], nn.Module]:
     """``impl.efficientnet_<name>``; skips the test when an optional variant (API-5) is missing."""

@@ -1,0 +1,75 @@
+"""tests/support/reference.py's shortcuts change the cost of a build, never the model a test sees:
+the meta device's builds skip only the fills, and a model built to be overwritten computes, once
+every state_dict entry is copied in, what a model built with real weights computes."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tests.support import reference, torchutil
+
+
+class _Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        nn.init.kaiming_uniform_(self.conv.weight, a=0.1)
+        nn.init.trunc_normal_(self.conv.bias, std=0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(x))
+
+
+class _AttributeConstant(_Block):  # a tensor outside the state_dict: a plain attribute
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.full((1, 4, 1, 1), 2.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) * self.scale
+
+
+class _NonPersistentBuffer(_Block):
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("shift", torch.full((1, 4, 1, 1), 0.5), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) + self.shift
+
+
+class _Tied(_Block):
+    def __init__(self) -> None:
+        super().__init__()
+        self.again = nn.Conv2d(4, 4, 1)
+        self.other = nn.Conv2d(4, 4, 1)
+        self.other.weight = self.again.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.other(self.again(super().forward(x)))
+
+
+def test_a_meta_build_has_the_cpu_builds_tensors_and_leaves_the_cpus_fills_alone() -> None:
+    meta, cpu = reference.build(_Block, reference.META), reference.build(_Block)
+    assert torchutil.first_shape_mismatch(meta, cpu) is None
+    assert all(t.is_meta for t in meta.state_dict().values())
+    with reference._NoFillOnMeta():  # only the meta device's fills are skipped
+        assert torch.zeros(3).uniform_(1.0, 2.0).min() >= 1.0
+
+
+def test_a_model_built_to_be_overwritten_computes_what_a_cpu_build_computes() -> None:
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    for cls in (_Block, _AttributeConstant, _NonPersistentBuffer, _Tied):
+        source = reference.randomise(reference.build(cls))
+        fast, slow = reference.build_to_overwrite(cls), reference.build(cls)
+        torchutil.copy_weights_in_order(source, fast)
+        torchutil.copy_weights_in_order(source, slow)
+        assert torch.equal(fast.eval()(x), slow.eval()(x)), cls.__name__
+
+
+def test_a_model_with_values_outside_its_state_dict_is_built_with_real_weights() -> None:
+    assert reference._state_dict_holds_everything(reference.build(_Block, reference.META))
+    for cls in (_AttributeConstant, _NonPersistentBuffer, _Tied):
+        assert not reference._state_dict_holds_everything(reference.build(cls, reference.META)), cls.__name__

@@ -137,9 +137,6 @@ def run_pytest_to(
     return returncode, time.perf_counter() - start, None
 
 
-_SERVER: list[BaseContext | None] = []
-
-
 def pytest(
     args: list[str],
     env: Mapping[str, str] | None = None,
@@ -148,16 +145,14 @@ def pytest(
     preload: bool = True,
 ) -> subprocess.CompletedProcess[str]:
     """``python -m pytest ARGS`` as ``subprocess.run(..., capture_output=True, text=True)`` would
-    give it, from this process's preloaded server (started with the first call; a plain subprocess
+    give it, from the preloaded server (multiprocessing's forkserver, started with the first call; a plain subprocess
     with ``preload=False``).  Raises ``subprocess.TimeoutExpired`` after ``timeout`` seconds, as
     subprocess.run does."""
-    if not _SERVER:
-        _SERVER.append(preload_context())
     env = dict(os.environ if env is None else env)
     with tempfile.TemporaryDirectory(prefix="effnet-subrun-") as tmp:
         out, err = Path(tmp) / "stdout.txt", Path(tmp) / "stderr.txt"
         err.touch()
-        returncode, _, _ = run_pytest_to(args, out, env, timeout, _SERVER[0] if preload else None, cwd, err)
+        returncode, _, _ = run_pytest_to(args, out, env, timeout, preload_context(not preload), cwd, err)
         stdout = out.read_text(errors="replace") if out.exists() else ""
         stderr = err.read_text(errors="replace")
     command = [sys.executable, "-m", "pytest", *args]

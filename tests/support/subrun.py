@@ -149,6 +149,10 @@ def pytest(
     with ``preload=False``).  Raises ``subprocess.TimeoutExpired`` after ``timeout`` seconds, as
     subprocess.run does."""
     env = dict(os.environ if env is None else env)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # Called from an xdist worker, which owns one core while the other workers keep theirs busy: a
+        # run on torch's default of one thread per core would oversubscribe them (OpenMP's threads spin).
+        env.setdefault("OMP_NUM_THREADS", "1")
     with tempfile.TemporaryDirectory(prefix="effnet-subrun-") as tmp:
         out, err = Path(tmp) / "stdout.txt", Path(tmp) / "stderr.txt"
         err.touch()

@@ -4,8 +4,10 @@ every state_dict entry is copied in, what a model built with real weights comput
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from tests.support import reference, torchutil
 
@@ -57,6 +59,37 @@ def test_a_meta_build_has_the_cpu_builds_tensors_and_leaves_the_cpus_fills_alone
     assert all(t.is_meta for t in meta.state_dict().values())
     with reference._NoFillOnMeta():  # only the meta device's fills are skipped
         assert torch.zeros(3).uniform_(1.0, 2.0).min() >= 1.0
+
+
+class _Ops(TorchDispatchMode):
+    """Records the ATen operators that reach the dispatcher."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        self.seen.append(func.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+def test_nn_inits_own_dispatch_skips_the_fill_on_meta_but_keeps_its_checks() -> None:
+    """nn.init.uniform_, normal_, constant_ and kaiming_uniform_ hand themselves to the mode whole
+    (torch.nn.Conv2d's default initialisation is kaiming_uniform_): their fill must not run on meta
+    (it reached the meta kernels once the mode had popped itself), their argument checks still must."""
+    w = torch.empty(8, 4, 3, 3, device="meta")
+    with _Ops() as ops, reference._NoFillOnMeta():
+        for init in (nn.init.kaiming_uniform_, nn.init.uniform_, nn.init.normal_):
+            assert init(w) is w
+        assert nn.init.constant_(w, 1.0) is w
+    fills = [op for op in ops.seen if op.split(".")[0] in ("uniform_", "normal_", "fill_", "copy_")]
+    assert not fills, f"filled on meta: {fills}"
+    with reference._NoFillOnMeta():
+        for bad in ({"mode": "fan_inn"}, {"nonlinearity": "swishy"}):
+            with pytest.raises(ValueError, match=r"(?i)mode|nonlinearity"):
+                nn.init.kaiming_uniform_(w, **bad)
+        cpu = torch.zeros(8, 4, 3, 3)
+        assert nn.init.kaiming_uniform_(cpu).abs().sum() > 0  # the CPU's fill still happens
 
 
 def test_a_model_built_to_be_overwritten_computes_what_a_cpu_build_computes() -> None:

@@ -17,6 +17,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from types import ModuleType
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -46,10 +47,30 @@ class _NoFillOnMeta(TorchFunctionMode):
         for name in ("uniform_", "normal_", "fill_", "zero_", "random_", "exponential_", "bernoulli_", "erfinv_")
     )
 
+    # torch.nn.init's functions that hand themselves to the mode whole (has_torch_function): the mode then
+    # sees them instead of the Tensor fill inside, which would run with the mode popped.  Their argument
+    # checks still run (KAIMING_CHECKS); the fill does not.
+    INIT_FILLS = frozenset((nn.init.uniform_, nn.init.normal_, nn.init.constant_))
+
     def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-        if func in self.FILLS and args and isinstance(args[0], Tensor) and args[0].is_meta:
-            return args[0]
-        return func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        target = args[0] if args else kwargs.get("tensor")  # nn.init passes its tensor by keyword
+        if isinstance(target, Tensor) and target.is_meta:
+            if func in self.FILLS or func in self.INIT_FILLS:
+                return target
+            if func is nn.init.kaiming_uniform_:
+                _kaiming_checks(*args, **kwargs)
+                return target
+        return func(*args, **kwargs)
+
+
+def _kaiming_checks(
+    tensor: Tensor, a: float = 0, mode: str = "fan_in", nonlinearity: str = "leaky_relu", **_: Any
+) -> None:
+    """What nn.init.kaiming_uniform_ computes before its fill: the fan (raises for a bad mode or a
+    tensor of fewer than two dimensions) and the gain (raises for an unknown nonlinearity)."""
+    nn.init._calculate_correct_fan(tensor, mode)  # type: ignore[attr-defined]
+    nn.init.calculate_gain(nonlinearity, a)  # type: ignore[arg-type]
 
 
 def build(factory: Callable[[], nn.Module], device: torch.device = CPU) -> nn.Module:

@@ -26,15 +26,13 @@ from pathlib import Path
 import pytest
 
 from tests.mutants import generate, rewrites
+from tests.support import subrun
 
 ROOT = Path(__file__).resolve().parents[2]
 MUTANTS, MUTANT_SEED = 8, 0  # the CI leg: the first 8 of docs/generated-mutants.md's draw, --first-failure
 REWRITES, REWRITE_SEED = 4, 17  # and 4 rewrites of the tutorial (fixed), in one fork
-# Beside other xdist workers (one per core): one run at a time, on one torch thread.  The scripts give
-# each run cpu_count // jobs threads, which would be two here: with the other worker busy too, OpenMP's
-# spinning threads oversubscribe the cores and the legs took 19 minutes instead of 2 (measured).
-UNDER_XDIST = bool(os.environ.get("PYTEST_XDIST_WORKER"))
-JOBS = "1" if UNDER_XDIST else "2"
+# Beside other xdist workers (one per core): one run at a time, on one torch thread (_run).
+JOBS = "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2"
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +97,8 @@ def test_a_rewrite_refuses_a_construct_it_would_change():
 
 def _run(script: str, args: list[str], out: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "EFFNET_HYPOTHESIS"))}
-    if UNDER_XDIST:
-        env["OMP_NUM_THREADS"] = "1"
+    # The scripts give each run cpu_count // jobs torch threads unless OMP_NUM_THREADS says otherwise.
+    env = subrun.one_thread_under_xdist(env)
     return subprocess.run(
         [sys.executable, f"tests/mutants/{script}", *args, "--jobs", JOBS, "--out", str(out)],
         cwd=ROOT,

@@ -48,8 +48,8 @@ class _NoFillOnMeta(TorchFunctionMode):
     )
 
     # torch.nn.init's functions that hand themselves to the mode whole (has_torch_function): the mode then
-    # sees them instead of the Tensor fill inside, which would run with the mode popped.  Their argument
-    # checks still run (KAIMING_CHECKS); the fill does not.
+    # sees them instead of the Tensor fill inside, which would run with the mode popped.  On meta they
+    # are skipped like the fills; kaiming_uniform_'s argument checks still run (_kaiming_checks).
     INIT_FILLS = frozenset((nn.init.uniform_, nn.init.normal_, nn.init.constant_))
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]

@@ -208,3 +208,30 @@ def test_require_optional_refuses_a_required_clause() -> None:
         impl_api.require_optional(_fake(), "EfficientNetSequential", clause="API-1")
     with pytest.raises(ValueError, match="not an optional clause"):
         impl_api.require_optional(_fake(), "efficientnet_b9")
+
+
+# --- A crash in torch.compile's child process -------------------------------------------------
+CRASHING_BLOCK = """import os, signal
+from effnet.model import *  # noqa: F403
+from effnet import model as _effnet
+
+
+class MBConv(_effnet.MBConv):
+    def __init__(self, n_in, n_out, expansion, kernel_size=3, stride=1, r=24, dropout=0.1):
+        super().__init__(n_in, n_out, expansion, kernel_size, stride, r, dropout)
+        if "TORCHINDUCTOR_CACHE_DIR" in os.environ:  # only in the inductor test's own process
+            os.kill(os.getpid(), signal.SIGSEGV)
+"""
+
+
+def test_a_crash_in_the_inductor_process_fails_that_test_with_its_signal_and_stack(tmp_path):
+    """EXT-4's inductor check runs the compiled block in a process of its own: a fatal signal there
+    is that test's failure, naming the signal and the Python stack where it struck, not a lost
+    xdist worker."""
+    path = tmp_path / "crashing_block.py"
+    path.write_text(CRASHING_BLOCK)
+    selection = ("tests/extras/test_deployment.py",)
+    code, out = run("--impl", str(path), "--run-extras", "-k", "inductor", selection=selection)
+    assert code == 1, out
+    assert "its process died of SIGSEGV" in out, out
+    assert re.search(r'File ".*crashing_block\.py", line 10 in __init__', out), out

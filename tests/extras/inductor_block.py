@@ -10,11 +10,10 @@ outputs on one input to FILE (``torch.save``, a dict with ``eager`` and ``compil
 Why a process of its own: inductor generates C++ (or Triton) code, compiles it and loads it into
 the process that asked.  In the 3 December CI run that process, an xdist worker that had run other
 tests before, died of a fatal signal inside the compiled block, and once under
-ATEN_CPU_CAPABILITY=avx2 it computed NaN; neither came back in a fresh process (dozens of runs,
-cold and warm caches).  Here the compiled code runs in a fresh interpreter with a cache directory
-of its own (``TORCHINDUCTOR_CACHE_DIR``, set by the test), so what an earlier test left in the
-process, or another run left in the shared cache, cannot decide the result, and a crash is one
-test's message instead of a lost worker.
+ATEN_CPU_CAPABILITY=avx2 it computed NaN; neither came back in a fresh process, with a cold or a
+warm inductor cache.  Here the compiled code runs in a fresh interpreter, so what an earlier test
+left in the process cannot decide the result, and a crash is one test's message instead of a
+lost worker.
 """
 
 from __future__ import annotations

@@ -7,13 +7,16 @@ stochastic depth in eval mode), calibrates its BN statistics, and saves the eage
 outputs on one input to FILE (``torch.save``, a dict with ``eager`` and ``compiled``); the test
 (tests/extras/test_deployment.py) compares them.
 
-Why a process of its own: inductor generates C++ (or Triton) code, compiles it and loads it into
-the process that asked.  In the 3 December CI run that process, an xdist worker that had run other
-tests before, died of a fatal signal inside the compiled block, and once under
-ATEN_CPU_CAPABILITY=avx2 it computed NaN; neither came back in a fresh process, with a cold or a
-warm inductor cache.  Here the compiled code runs in a fresh interpreter, so what an earlier test
-left in the process cannot decide the result, and a crash is one test's message instead of a
-lost worker.
+Why a process of its own, and why a cache directory per CPU capability: inductor generates C++
+for the CPU's vector width, compiles it and loads it into the process that asked, and it caches
+both on disk (``TORCHINDUCTOR_CACHE_DIR``, by default one directory per user).  torch 2.14's cache
+does not tell ``ATEN_CPU_CAPABILITY`` apart: code generated under ``avx2`` (8 floats a vector) is
+reused by a run on this machine's native AVX-512, where each vector store writes 16 floats into an
+8-float slot.  The block then crashed (SIGSEGV in CI on 3 December, SIGABRT or "stack smashing"
+here), or, the other way round, computed NaN: reproduced every time by one run under
+``ATEN_CPU_CAPABILITY=avx2`` followed by one without it, on the same cache directory.  So the
+child keys its cache directory by the capability (``cache_dir``), and runs apart from the xdist
+worker, so that a crash of compiled code is this test's message, not a lost worker.
 """
 
 from __future__ import annotations
@@ -22,9 +25,20 @@ import argparse
 import faulthandler
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def cache_dir(environ: Mapping[str, str]) -> str:
+    """Inductor's cache directory for a run under ``environ``: the one it names (else inductor's
+    default, torchinductor_USER in the temporary directory) with a subdirectory per
+    ``ATEN_CPU_CAPABILITY`` ("native" when unset or empty)."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    base = environ.get("TORCHINDUCTOR_CACHE_DIR") or default_cache_dir()
+    return os.path.join(base, "effnet-aten-cpu-capability-" + (environ.get("ATEN_CPU_CAPABILITY") or "native"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     from tests.support import devices, torchutil
     from tests.support import impl as impl_loader
 
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache_dir(os.environ)  # read when inductor compiles
     if "OMP_NUM_THREADS" in os.environ:
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     impl = impl_loader.load(args.impl)

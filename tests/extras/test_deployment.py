@@ -169,9 +169,10 @@ def test_torch_compile_inductor_block_matches_eager(pytestconfig, tmp_path, devi
     tiny network on 2 busy cores; one residual MBConv block (expand, depthwise, SE, project,
     stochastic depth in eval mode) exercises the same code generation in a fraction of that.
 
-    The compiled code runs in a fresh process (tests/extras/inductor_block.py says why): what
-    earlier tests left in this worker does not decide the result, and a crash of the compiled code
-    fails this test with its signal and stack instead of taking the worker down."""
+    The compiled code runs in a fresh process, with inductor's cache kept apart per
+    ATEN_CPU_CAPABILITY (tests/extras/inductor_block.py says why: torch reuses code generated for
+    another vector width, and the block crashed or computed NaN); a crash of compiled code fails
+    this test with its signal and stack instead of taking the worker down."""
     out = tmp_path / "outputs.pt"
     env = subrun.one_thread_under_xdist(dict(os.environ))
     command = [sys.executable, str(INDUCTOR_SCRIPT), "--impl", pytestconfig.getoption("--impl")]

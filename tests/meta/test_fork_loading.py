@@ -235,3 +235,18 @@ def test_a_crash_in_the_inductor_process_fails_that_test_with_its_signal_and_sta
     assert code == 1, out
     assert "its process died of SIGSEGV" in out, out
     assert re.search(r'File ".*crashing_block\.py", line 10 in __init__', out), out
+
+
+def test_the_inductor_cache_is_kept_apart_per_cpu_capability():
+    """torch's inductor cache reuses code generated for another ATEN_CPU_CAPABILITY (8-float vectors
+    stored into by 16-float ones: a crash or NaN, tests/extras/inductor_block.py), so the child keys
+    its directory by the capability, also under a cache directory the user set."""
+    from tests.extras.inductor_block import cache_dir
+
+    dirs = {cache_dir({"ATEN_CPU_CAPABILITY": c}) for c in ("avx2", "avx512", "default")}
+    dirs.add(cache_dir({}))
+    assert len(dirs) == 4, dirs
+    assert cache_dir({"ATEN_CPU_CAPABILITY": ""}) == cache_dir({})
+    mine = cache_dir({"TORCHINDUCTOR_CACHE_DIR": "/somewhere", "ATEN_CPU_CAPABILITY": "avx2"})
+    assert mine.startswith("/somewhere/")
+    assert mine != cache_dir({"TORCHINDUCTOR_CACHE_DIR": "/somewhere"})

@@ -13,8 +13,9 @@ both on disk (``TORCHINDUCTOR_CACHE_DIR``, by default one directory per user).  
 does not tell ``ATEN_CPU_CAPABILITY`` apart: code generated under ``avx2`` (8 floats a vector) is
 reused by a run on this machine's native AVX-512, where each vector store writes 16 floats into an
 8-float slot.  The block then crashed (SIGSEGV in CI on 3 December, SIGABRT or "stack smashing"
-here), or, the other way round, computed NaN: reproduced every time by one run under
-``ATEN_CPU_CAPABILITY=avx2`` followed by one without it, on the same cache directory.  So the
+here) after one run under ``ATEN_CPU_CAPABILITY=avx2`` on the same cache directory, every time;
+the other way round it computed garbage (relative errors of 1e23, 1e31, once NaN), and under
+``default`` the reused code did not compile.  So the
 child keys its cache directory by the capability (``cache_dir``), and runs apart from the xdist
 worker, so that a crash of compiled code is this test's message, not a lost worker.
 """

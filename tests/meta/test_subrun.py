@@ -57,4 +57,4 @@ def test_a_run_past_its_timeout_raises_timeout_expired(tmp_path: Path) -> None:
     (tmp_path / "test_sleeps.py").write_text("import time\n\ndef test_sleeps():\n    time.sleep(60)\n")
     args = ["-p", "no:cacheprovider", "-q", "--rootdir", str(tmp_path), "test_sleeps.py"]
     with pytest.raises(subprocess.TimeoutExpired):
-        subrun.pytest(args, cwd=tmp_path, timeout=5)
+        subrun.pytest(args, cwd=tmp_path, timeout=2)

@@ -15,9 +15,10 @@ reused by a run on this machine's native AVX-512, where each vector store writes
 8-float slot.  The block then crashed (SIGSEGV in CI on 3 December, SIGABRT or "stack smashing"
 here) after one run under ``ATEN_CPU_CAPABILITY=avx2`` on the same cache directory, every time;
 the other way round it computed garbage (relative errors of 1e23, 1e31, once NaN), and under
-``default`` the reused code did not compile.  So the
-child keys its cache directory by the capability (``cache_dir``), and runs apart from the xdist
-worker, so that a crash of compiled code is this test's message, not a lost worker.
+``default`` the reused code did not compile.  So the child keys its cache directory by the
+capability (``cache_dir``), and runs apart from the xdist worker, so that a crash of compiled code
+is this test's message, not a lost worker.  (A fresh interpreter: torch reads OMP_NUM_THREADS,
+which the test sets to 1 under xdist, by itself.)
 """
 
 from __future__ import annotations
@@ -58,8 +59,6 @@ def main(argv: list[str] | None = None) -> int:
     from tests.support import impl as impl_loader
 
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache_dir(os.environ)  # read when inductor compiles
-    if "OMP_NUM_THREADS" in os.environ:
-        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     impl = impl_loader.load(args.impl)
     device = torch.device(args.device)
     torch.manual_seed(0)

@@ -69,8 +69,7 @@ def _assert_eval_agrees(result: reference.EvalComparison, what: str) -> None:
 def test_eval_output_matches_timm_stage_by_stage(impl, device, name):
     premises.variant_matches_timm(impl, name)
     ref = reference.prepare_reference(reference.timm_model(name).to(device), RESOLUTION)
-    model = reference.build_to_overwrite(reference.impl_factory(impl, name), device)
-    result = reference.compare_eval(model, ref, reference.timm_taps, RESOLUTION, EVAL_TOL)
+    result = reference.compare_eval(reference.impl_factory(impl, name), ref, reference.timm_taps, RESOLUTION, EVAL_TOL)
     _assert_eval_agrees(result, f"efficientnet_{name}")
 
 
@@ -89,8 +88,7 @@ small_resolutions = st.integers(32, 64)
 def test_eval_output_matches_timms_generator_at_any_factors(impl, device, w, d, n, r):
     premises.module_form_matches_timm(reference.structure(lambda: impl.EfficientNet(w, d, n)), w, d, n)
     ref = reference.prepare_reference(reference.timm_scaled(w, d, n).to(device), r)
-    model = reference.build_to_overwrite(lambda: impl.EfficientNet(w, d, n), device)
-    result = reference.compare_eval(model, ref, reference.timm_taps, r, EVAL_TOL)
+    result = reference.compare_eval(lambda: impl.EfficientNet(w, d, n), ref, reference.timm_taps, r, EVAL_TOL)
     _assert_eval_agrees(result, f"EfficientNet({w!r}, {d!r}, {n}) at {r} px")
 
 

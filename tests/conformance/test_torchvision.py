@@ -52,8 +52,8 @@ def test_eval_output_matches_torchvision_stage_by_stage(impl, device, name):
     for bn in torchutil.batchnorms(ref):  # B5-B7: compare the architecture, not the ported eps
         bn.eps = PYTORCH_EPS_VALUE
     ref = reference.prepare_reference(ref, RESOLUTION)
-    model = reference.build_to_overwrite(reference.impl_factory(impl, name), device)
-    result = reference.compare_eval(model, ref, reference.torchvision_taps, RESOLUTION, EVAL_TOL)
+    factory = reference.impl_factory(impl, name)
+    result = reference.compare_eval(factory, ref, reference.torchvision_taps, RESOLUTION, EVAL_TOL)
     assert result.input_dependence > MIN_INPUT_DEPENDENCE, (
         f"the calibrated reference ignores its input ({result.input_dependence:.3g}): the comparison shows nothing"
     )

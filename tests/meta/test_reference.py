@@ -53,6 +53,21 @@ class _Tied(_Block):
         return self.other(self.again(super().forward(x)))
 
 
+class _RenamedKeys(nn.Module):  # a state_dict hook renames the keys: they name no parameter (and there is no buffer)
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self._register_state_dict_hook(_rename_keys)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def _rename_keys(module: nn.Module, state: dict[str, torch.Tensor], prefix: str, local: object) -> None:
+    for key in list(state):
+        state[key + "_renamed"] = state.pop(key)
+
+
 def test_a_meta_build_has_the_cpu_builds_tensors_and_leaves_the_cpus_fills_alone() -> None:
     meta, cpu = reference.build(_Block, reference.META), reference.build(_Block)
     assert torchutil.first_shape_mismatch(meta, cpu) is None
@@ -106,3 +121,30 @@ def test_a_model_with_values_outside_its_state_dict_is_built_with_real_weights()
     assert reference._state_dict_holds_everything(reference.build(_Block, reference.META))
     for cls in (_AttributeConstant, _NonPersistentBuffer, _Tied):
         assert not reference._state_dict_holds_everything(reference.build(cls, reference.META)), cls.__name__
+
+
+def test_a_model_given_the_references_tensors_computes_what_a_copy_computes() -> None:
+    """with_weights_of shares the reference's tensors where every state_dict entry is a parameter
+    or buffer under its key, and falls back to a copy (build_to_overwrite) where it is not."""
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    for cls, shares in (
+        (_Block, True),
+        (_AttributeConstant, False),
+        (_NonPersistentBuffer, False),
+        (_Tied, False),
+        (_RenamedKeys, False),
+    ):
+        source = reference.randomise(reference.build(cls))
+        copied = reference.build(cls)
+        torchutil.copy_weights_in_order(source, copied)
+        model = reference.with_weights_of(source, cls)
+        assert not model.training, cls.__name__
+        assert torch.equal(model(x), copied.eval()(x)), cls.__name__
+        pointers = [t.data_ptr() for t in model.state_dict().values()]
+        assert (pointers == [t.data_ptr() for t in source.state_dict().values()]) is shares, cls.__name__
+        assert all(isinstance(p, nn.Parameter) and p.requires_grad for p in model.parameters()), cls.__name__
+
+
+def test_a_model_given_the_references_tensors_names_the_first_shape_that_differs() -> None:
+    with pytest.raises(AssertionError, match=r"cannot copy weights by position: position 0: conv\.weight"):
+        reference.with_weights_of(reference.build(lambda: nn.Sequential(nn.Conv2d(3, 5, 3))), _Block)

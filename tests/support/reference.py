@@ -117,6 +117,55 @@ def build_to_overwrite(factory: Callable[[], nn.Module], device: torch.device = 
     return model.to_empty(device=device)
 
 
+def with_weights_of(ref: nn.Module, factory: Callable[[], nn.Module]) -> nn.Module:
+    """``factory()`` in eval mode holding ``ref``'s parameters and buffers by position (API-4), for
+    a comparison that changes neither model's tensors (an eval-mode forward): built on the meta
+    device and given ``ref``'s tensors themselves, shared rather than copied (copying B8's 87M
+    parameters into fresh memory costs about a second, most of it page faults).  Where a shared
+    tensor cannot be put in place (the meta device cannot build the model, the state_dict does not
+    hold every value, a state_dict key that names no parameter or buffer), it is
+    ``build_to_overwrite`` and ``copy_weights_in_order``: the same model, computing the same."""
+    try:
+        model = build(factory, META)
+    except Exception as e:
+        if not meta_caused(e):
+            raise
+        model = None
+    if model is not None:
+        problem = torchutil.first_shape_mismatch(model, ref)
+        if problem:  # the message copy_weights_in_order gives
+            raise AssertionError(f"cannot copy weights by position: {problem}")
+        if _state_dict_holds_everything(model) and _share_in_order(ref, model):
+            return model.eval()
+    model = build_to_overwrite(factory, next(ref.parameters()).device)
+    torchutil.copy_weights_in_order(ref, model)
+    return model.eval()
+
+
+def _share_in_order(src: nn.Module, dst: nn.Module) -> bool:
+    """Put ``src``'s state_dict tensors in the places of ``dst``'s, by position; False (``dst``
+    unchanged) when some state_dict entry of ``dst`` is not a parameter or buffer under its key."""
+    places = []
+    for key, tensor in dst.state_dict(keep_vars=True).items():
+        owner, _, name = key.rpartition(".")
+        try:
+            module = dst.get_submodule(owner)
+        except AttributeError:
+            return False
+        if module._parameters.get(name) is tensor:
+            places.append((module._parameters, name, True))
+        elif module._buffers.get(name) is tensor:
+            places.append((module._buffers, name, False))
+        else:
+            return False
+    with torch.no_grad():
+        for (table, name, is_parameter), value in zip(places, src.state_dict().values(), strict=True):
+            old = table[name]
+            assert old is not None
+            table[name] = nn.Parameter(value, requires_grad=old.requires_grad) if is_parameter else value
+    return True
+
+
 # --- The implementation under test ------------------------------------------------------------
 def impl_factory(impl: ModuleType, name: str) -> Callable[[], nn.Module]:
     """``impl.efficientnet_<name>``; skips the test when an optional variant (API-5) is missing."""
@@ -306,20 +355,22 @@ def randomise(model: nn.Module, seed: int = SEED) -> nn.Module:
     the libraries' initialisation (BN weight 1, biases 0) every BN weight and bias matters."""
     g = torch.Generator().manual_seed(seed)
     done: set[int] = set()
+    # Drawn in place (out=), with the values torch.randn(shape) * scale would give: B8's 87M
+    # parameters drawn into temporaries and copied cost twice the memory traffic and page faults.
     for module in model.modules():
         if isinstance(module, nn.Conv2d | nn.Linear):
             fan_in = module.weight[0].numel()
-            module.weight.copy_(torch.randn(module.weight.shape, generator=g) * (2 / fan_in) ** 0.5)
+            torch.randn(module.weight.shape, generator=g, out=module.weight.detach()).mul_((2 / fan_in) ** 0.5)
             done.add(id(module.weight))
         elif isinstance(module, nn.BatchNorm2d):
             module.reset_running_stats()
-            module.weight.copy_(torch.rand(module.weight.shape, generator=g) + 0.5)
+            torch.rand(module.weight.shape, generator=g, out=module.weight.detach()).add_(0.5)
             done.update(id(t) for t in (module.weight, module.running_mean, module.running_var))
             done.add(id(module.num_batches_tracked))
         else:
             continue
         if module.bias is not None:
-            module.bias.copy_(torch.randn(module.bias.shape, generator=g) * 0.1)
+            torch.randn(module.bias.shape, generator=g, out=module.bias.detach()).mul_(0.1)
             done.add(id(module.bias))
     missed = [name for name, t in model.state_dict(keep_vars=True).items() if id(t) not in done]
     if missed:
@@ -479,15 +530,15 @@ class EvalComparison:
 
 
 def compare_eval(
-    model: nn.Module, ref: nn.Module, ref_taps: Callable[..., Taps], resolution: int, tol: float
+    factory: Callable[[], nn.Module], ref: nn.Module, ref_taps: Callable[..., Taps], resolution: int, tol: float
 ) -> EvalComparison:
-    """Copy all weights of a prepared reference into ``model`` by position (API-4) and compare, in
-    eval mode on the reference's device, the output of the stem, every block, the head conv and the
-    logits: each segment of the model given the reference's input to that segment (so that rounding
-    differences cannot accumulate), and the whole forward pass."""
+    """Build ``factory()`` with all weights of a prepared reference by position (API-4,
+    ``with_weights_of``) and compare, in eval mode on the reference's device, the output of the
+    stem, every block, the head conv and the logits: each segment of the model given the
+    reference's input to that segment (so that rounding differences cannot accumulate), and the
+    whole forward pass.  The reference's outputs are recorded first: the model may share its tensors."""
     device = next(ref.parameters()).device
-    torchutil.copy_weights_in_order(ref, model)  # fails naming the first tensor whose shape differs
-    model.eval()
+    model = with_weights_of(ref, factory)  # fails naming the first tensor whose shape differs
     x = images(2, 4, resolution, device)
     expected = record(ref, ref_taps(ref, per_block=True), x)
     actual = record(model, impl_taps(model, per_block=True), x)

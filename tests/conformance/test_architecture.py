@@ -28,8 +28,7 @@ ALL = [*NAMED, *(pytest.param(n, marks=pytest.mark.slow) for n in OPTIONAL)]
 LAYERS = spec.data()["base"]["layers"]
 HEAD_TOL = 1e-5  # the same kernels in another order; every head bug looked for is >= 1e-2 relative
 
-# Odd and non-square: every stride-2 layer must round up (ceil(57/2) = 29), for H and W separately.
-SMALL_INPUT = (2, 3, 57, 71)
+SMALL_INPUT = reference.SMALL_ODD_INPUT  # (2, 3, 57, 71)
 
 
 def _shape_report(actual: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...]]) -> str:
@@ -74,8 +73,7 @@ def _expected_toml_shapes(name: str) -> dict[str, tuple[int, ...]] | None:
 @pytest.mark.parametrize("name", ALL)
 def test_stage_shapes_at_native_resolution_match_timm(impl, name):
     shape = reference.native_input(name)
-    ref = reference.timm_meta(name)
-    expected = reference.run_pass(ref, reference.timm_taps(ref), shape).shapes
+    expected = reference.timm_shapes(name, shape)
     run = reference.impl_pass(impl, name, shape, count_macs=True)  # the pass test_table2 uses
     _assert_timms_shapes(run, expected, f"efficientnet_{name} at {shape[-1]}x{shape[-1]}")
     actual = run.shapes
@@ -91,8 +89,7 @@ def test_stage_shapes_at_native_resolution_match_timm(impl, name):
 @pytest.mark.clause("ARCH-6", "ARCH-2", "ARCH-4")
 @pytest.mark.parametrize("name", ALL)
 def test_stage_shapes_at_small_odd_resolution_match_timm(impl, name):
-    ref = reference.timm_meta(name)
-    expected = reference.run_pass(ref, reference.timm_taps(ref), SMALL_INPUT).shapes
+    expected = reference.timm_shapes(name, SMALL_INPUT)
     _assert_timms_shapes(
         reference.impl_pass(impl, name, SMALL_INPUT), expected, f"efficientnet_{name} on {SMALL_INPUT}"
     )

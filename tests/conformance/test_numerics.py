@@ -28,7 +28,7 @@ NAMED = spec.variants(include_optional=False)
 # b8 (87M parameters) with real weights is slow; l2 (480M, about 2 GB per copy) is not run with real weights.
 EVAL_VARIANTS = [*NAMED, pytest.param("b8", marks=pytest.mark.slow)]
 
-RESOLUTION = 64
+RESOLUTION = reference.EVAL_RESOLUTION  # 64
 
 # NUM-1.  effnet's errors are exactly 0.  A correct fork that orders the float32 operations
 # differently (BN folded into a scale and shift, x * sigmoid(x) for SiLU, x.mean for the SE
@@ -68,8 +68,8 @@ def _assert_eval_agrees(result: reference.EvalComparison, what: str) -> None:
 @pytest.mark.parametrize("name", EVAL_VARIANTS)
 def test_eval_output_matches_timm_stage_by_stage(impl, device, name):
     premises.variant_matches_timm(impl, name)
-    ref = reference.prepare_reference(reference.timm_model(name).to(device), RESOLUTION)
-    result = reference.compare_eval(reference.impl_factory(impl, name), ref, reference.timm_taps, RESOLUTION, EVAL_TOL)
+    ref = reference.prepared_named("timm", name, RESOLUTION, device)
+    result = reference.compare_eval(reference.impl_factory(impl, name), ref, EVAL_TOL)
     _assert_eval_agrees(result, f"efficientnet_{name}")
 
 
@@ -87,8 +87,8 @@ small_resolutions = st.integers(32, 64)
 @example(w=0.05, d=0.6, n=3, r=32)  # every width before the head is 8: the first blocks of stages 0, 4, 6 are residual
 def test_eval_output_matches_timms_generator_at_any_factors(impl, device, w, d, n, r):
     premises.module_form_matches_timm(reference.structure(lambda: impl.EfficientNet(w, d, n)), w, d, n)
-    ref = reference.prepare_reference(reference.timm_scaled(w, d, n).to(device), r)
-    result = reference.compare_eval(lambda: impl.EfficientNet(w, d, n), ref, reference.timm_taps, r, EVAL_TOL)
+    ref = reference.prepared(reference.timm_scaled(w, d, n).to(device), reference.timm_taps, r)
+    result = reference.compare_eval(lambda: impl.EfficientNet(w, d, n), ref, EVAL_TOL)
     _assert_eval_agrees(result, f"EfficientNet({w!r}, {d!r}, {n}) at {r} px")
 
 

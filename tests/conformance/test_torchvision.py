@@ -18,9 +18,9 @@ from tests.support import premises, reference, spec, torchutil
 NAMED = spec.variants(include_optional=False)
 TENSORFLOW_EPS = ("b5", "b6", "b7")  # NUM-4: torchvision's efficientnet_b5..b7 pass eps=0.001
 TENSORFLOW_EPS_VALUE = 1e-3
-PYTORCH_EPS_VALUE = 1e-5  # BLOCK-2
+PYTORCH_EPS_VALUE = spec.data()["base"]["layers"]["batchnorm_eps"]  # 1e-5, BLOCK-2
 
-RESOLUTION = 64
+RESOLUTION = reference.EVAL_RESOLUTION  # 64
 EVAL_TOL = 1e-5  # NUM-4; test_numerics.py says what a correct fork's rounding differences are
 MIN_INPUT_DEPENDENCE = 0.1  # see test_numerics.py
 
@@ -48,12 +48,9 @@ def test_eval_output_matches_torchvision_stage_by_stage(impl, device, name):
     want = TENSORFLOW_EPS_VALUE if name in TENSORFLOW_EPS else PYTORCH_EPS_VALUE
     assert eps == {want}, f"torchvision's efficientnet_{name} BatchNorm eps: {eps}, expected {want:g}"
 
-    ref = reference.torchvision_model(name).to(device)
-    for bn in torchutil.batchnorms(ref):  # B5-B7: compare the architecture, not the ported eps
-        bn.eps = PYTORCH_EPS_VALUE
-    ref = reference.prepare_reference(ref, RESOLUTION)
-    factory = reference.impl_factory(impl, name)
-    result = reference.compare_eval(factory, ref, reference.torchvision_taps, RESOLUTION, EVAL_TOL)
+    # eps 1e-5 in every torchvision model (B5-B7 included): compare the architecture, not the ported eps
+    ref = reference.prepared_named("torchvision", name, RESOLUTION, device, eps=PYTORCH_EPS_VALUE)
+    result = reference.compare_eval(reference.impl_factory(impl, name), ref, EVAL_TOL)
     assert result.input_dependence > MIN_INPUT_DEPENDENCE, (
         f"the calibrated reference ignores its input ({result.input_dependence:.3g}): the comparison shows nothing"
     )

@@ -148,3 +148,24 @@ def test_a_model_given_the_references_tensors_computes_what_a_copy_computes() ->
 def test_a_model_given_the_references_tensors_names_the_first_shape_that_differs() -> None:
     with pytest.raises(AssertionError, match=r"cannot copy weights by position: position 0: conv\.weight"):
         reference.with_weights_of(reference.build(lambda: nn.Sequential(nn.Conv2d(3, 5, 3))), _Block)
+
+
+def test_the_servers_warm_up_makes_what_the_conformance_tests_ask_for(monkeypatch) -> None:
+    """tests/support/warm.py fills the caches under the very keys the tests look up (a key that
+    differs, say another eps, would only leave every forked run to compute it again)."""
+    from tests.conformance import test_architecture, test_numerics, test_torchvision
+    from tests.support import spec, warm
+
+    asked: list[tuple[object, ...]] = []
+    monkeypatch.setattr(reference, "timm_meta", lambda name: None)
+    monkeypatch.setattr(reference, "torchvision_meta", lambda name: None)
+    monkeypatch.setattr(reference, "timm_shapes", lambda *key: asked.append(("shapes", *key)))
+    monkeypatch.setattr(reference, "prepared_named", lambda *key, eps=None: asked.append((*key, eps)))
+    warm.warm()
+    names = [getattr(p, "values", [p])[0] for p in test_numerics.EVAL_VARIANTS]
+    wanted = [("timm", n, test_numerics.RESOLUTION, reference.CPU, None) for n in names]
+    eps = test_torchvision.PYTORCH_EPS_VALUE
+    wanted += [("torchvision", n, test_torchvision.RESOLUTION, reference.CPU, eps) for n in test_torchvision.NAMED]
+    for name in spec.variants():
+        wanted += [("shapes", name, reference.native_input(name)), ("shapes", name, test_architecture.SMALL_INPUT)]
+    assert sorted(map(repr, asked)) == sorted(map(repr, wanted))

@@ -563,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
         args.timeout,
         args.first_failure,
         not args.first_failure,
-        run.preload_context(args.no_preload),
+        run.preload_context(args.no_preload, 0 if args.first_failure else len(drawn)),
         extra,
         args.roots,
     )

@@ -583,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="effnet-rewrites-"))
     (workdir / "effnet_original.py").write_text(texts["effnet"])
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.jobs)))
-    preload = run.preload_context(args.no_preload)
+    preload = run.preload_context(args.no_preload, len(pairs))  # accepted rewrites run every test
     print(f"{len(pairs)} (rewrite, base) pairs, {args.jobs} at a time, in {workdir}", flush=True)
     start = time.perf_counter()
     results: list[Verdict] = []

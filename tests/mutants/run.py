@@ -180,10 +180,12 @@ def run_pytest(
     return subrun.run_pytest_to(args, log, {**os.environ, **env}, timeout, preload)
 
 
-def preload_context(no_preload: bool = False) -> BaseContext | None:
+def preload_context(no_preload: bool = False, whole_runs: int = 0) -> BaseContext | None:
     """The forkserver that has imported torch, timm, torchvision ... once (subrun.PRELOAD), from
-    which each run is forked; None (plain subprocesses) with ``no_preload`` or where there is none."""
-    return subrun.preload_context(no_preload)
+    which each run is forked; None (plain subprocesses) with ``no_preload`` or where there is none.
+    For a sweep of ``whole_runs`` conformance runs that go past the first failure, at least
+    subrun.WARM_PAYS_FROM, the server also does the reference work once (tests/support/warm.py)."""
+    return subrun.preload_context(no_preload, warm=whole_runs >= subrun.WARM_PAYS_FROM)
 
 
 def _first_failure(report: Path, output: str, returncode: int, path: Path) -> tuple[list[str], str]:
@@ -229,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     # One intra-op thread per run: two runs on two cores would otherwise fight over them.  Set
     # before the server process imports torch.
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.jobs)))
-    preload = preload_context(args.no_preload)
+    preload = preload_context(args.no_preload, 0 if args.first_failure else len(forks))
     jobs = [_job(f, texts[f.name], workdir, args.profile, args.matrix, args.first_failure) for f in forks]
     # Variations first: they run every test, and they record the durations the mutants sort by.
     jobs.sort(key=lambda j: j.fork.kind != "variation")

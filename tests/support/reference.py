@@ -31,6 +31,11 @@ from tests.support import spec, torchutil
 SEED = 0
 META = torch.device("meta")
 CPU = torch.device("cpu")
+# The input sizes of checks whose reference work tests/support/warm.py does ahead of a forked run:
+EVAL_RESOLUTION = 64  # NUM-1 and NUM-4 (tests/conformance/test_numerics.py says why 64 px suffices)
+# ARCH-6 at a size that is odd and non-square: every stride-2 layer must round up (ceil(57/2) = 29),
+# for H and W separately.
+SMALL_ODD_INPUT = (2, 3, 57, 71)
 
 Taps = dict[str, nn.Module]
 
@@ -292,6 +297,13 @@ def timm_meta(name: str) -> nn.Module:
     return timm_model_on(name, META)
 
 
+@cache
+def timm_shapes(name: str, shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    """The tap shapes of timm's ``efficientnet_<name>`` for an input of ``shape`` (cached)."""
+    ref = timm_meta(name)
+    return run_pass(ref, timm_taps(ref), shape).shapes
+
+
 def timm_model(name: str) -> nn.Module:
     """timm's ``efficientnet_<name>`` (no pretrained weights) on the CPU with random weights (randomise)."""
     return randomise(timm_model_on(name, META).to_empty(device=CPU))
@@ -522,6 +534,50 @@ def prepare_reference(ref: nn.Module, resolution: int) -> nn.Module:
 
 
 @dataclass(frozen=True)
+class Prepared:
+    """A prepared reference (prepare_reference) and the output of each of its taps, per block, for
+    compare_eval's images at ``resolution`` (``eval_images``).  Shared by every test that compares
+    against it: read-only."""
+
+    model: nn.Module
+    taps: Callable[..., Taps]
+    resolution: int
+    expected: dict[str, Tensor]
+
+
+def eval_images(resolution: int, device: torch.device) -> Tensor:
+    """The images of every eval-mode comparison (compare_eval)."""
+    return images(2, 4, resolution, device)
+
+
+def prepared(ref: nn.Module, taps: Callable[..., Taps], resolution: int) -> Prepared:
+    """``ref`` prepared at ``resolution`` (prepare_reference), with its tap outputs recorded."""
+    device = next(ref.parameters()).device
+    prepare_reference(ref, resolution)
+    return Prepared(ref, taps, resolution, record(ref, taps(ref, per_block=True), eval_images(resolution, device)))
+
+
+@cache
+def prepared_named(
+    library: str, name: str, resolution: int, device: torch.device, eps: float | None = None
+) -> Prepared:
+    """timm's or torchvision's ``efficientnet_<name>`` with random weights (``library`` "timm" or
+    "torchvision"), every BatchNorm's eps set to ``eps`` unless it is None, prepared at
+    ``resolution`` on ``device``.  Cached (read-only), as it depends on nothing of the implementation:
+    a run forked from subrun's server finds the ones tests/support/warm.py made there."""
+    if library == "timm":
+        ref, taps = timm_model(name), timm_taps
+    elif library == "torchvision":
+        ref, taps = torchvision_model(name), torchvision_taps
+    else:
+        raise ValueError(f"library: {library!r}; expected 'timm' or 'torchvision'")
+    if eps is not None:
+        for bn in torchutil.batchnorms(ref):
+            bn.eps = eps
+    return prepared(ref.to(device), taps, resolution)
+
+
+@dataclass(frozen=True)
 class EvalComparison:
     local_divergence: str | None  # the first segment that differs given the reference's input to it
     divergence: str | None  # the first tap that differs in a whole forward pass (first_divergence)
@@ -529,18 +585,17 @@ class EvalComparison:
     input_dependence: float  # of the reference's logits (torchutil.input_dependence)
 
 
-def compare_eval(
-    factory: Callable[[], nn.Module], ref: nn.Module, ref_taps: Callable[..., Taps], resolution: int, tol: float
-) -> EvalComparison:
+def compare_eval(factory: Callable[[], nn.Module], ref: Prepared, tol: float) -> EvalComparison:
     """Build ``factory()`` with all weights of a prepared reference by position (API-4,
     ``with_weights_of``) and compare, in eval mode on the reference's device, the output of the
     stem, every block, the head conv and the logits: each segment of the model given the
     reference's input to that segment (so that rounding differences cannot accumulate), and the
-    whole forward pass.  The reference's outputs are recorded first: the model may share its tensors."""
-    device = next(ref.parameters()).device
-    model = with_weights_of(ref, factory)  # fails naming the first tensor whose shape differs
-    x = images(2, 4, resolution, device)
-    expected = record(ref, ref_taps(ref, per_block=True), x)
+    whole forward pass.  The reference's outputs were recorded when it was prepared: the model
+    shares its tensors, and a model that changed them cannot change what it is compared with."""
+    device = next(ref.model.parameters()).device
+    model = with_weights_of(ref.model, factory)  # fails naming the first tensor whose shape differs
+    x = eval_images(ref.resolution, device)
+    expected = ref.expected
     actual = record(model, impl_taps(model, per_block=True), x)
     return EvalComparison(
         first_divergence(_segment_outputs(model, x, expected), expected, tol),

@@ -31,20 +31,26 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PRELOAD = ["torch", "timm", "torchvision", "hypothesis", "numpy", "pytest", "xdist"]
+# With ``warm``, the server also imports tests/support/warm_server.py, which does the reference work that
+# depends on nothing of the implementation: 13 s once, against about 5 s saved in every whole
+# conformance run forked from it.  A sweep of at least this many whole runs asks for it.
+WARM = "tests.support.warm_server"
+WARM_PAYS_FROM = 4
 # Read once, when torch (or Python) starts: a child of the server cannot take another value.
 IMPORT_TIME = ("ATEN_CPU_CAPABILITY", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "PYTHONPATH", "PYTHONHASHSEED")
 
 
-def preload_context(no_preload: bool = False) -> BaseContext | None:
-    """The forkserver that imports PRELOAD once, from which each run is forked (it starts with the
-    first run); None (plain subprocesses) with ``no_preload``, with ``EFFNET_NO_PRELOAD=1`` or where
-    there is no forkserver."""
+def preload_context(no_preload: bool = False, warm: bool = False) -> BaseContext | None:
+    """The forkserver that imports PRELOAD (and with ``warm`` also WARM) once, from which each run is
+    forked (it starts with the first run; a process has one, whose first caller chooses); None
+    (plain subprocesses) with ``no_preload``, with ``EFFNET_NO_PRELOAD=1`` or where there is no
+    forkserver."""
     if no_preload or os.environ.get("EFFNET_NO_PRELOAD") == "1":
         return None
     if "forkserver" not in multiprocessing.get_all_start_methods():  # not on Windows
         return None
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(PRELOAD)
+    context.set_forkserver_preload([*PRELOAD, WARM] if warm else PRELOAD)
     return context
 
 

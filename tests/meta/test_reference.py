@@ -160,12 +160,28 @@ def test_the_servers_warm_up_makes_what_the_conformance_tests_ask_for(monkeypatc
     monkeypatch.setattr(reference, "timm_meta", lambda name: None)
     monkeypatch.setattr(reference, "torchvision_meta", lambda name: None)
     monkeypatch.setattr(reference, "timm_shapes", lambda *key: asked.append(("shapes", *key)))
-    monkeypatch.setattr(reference, "prepared_named", lambda *key, eps=None: asked.append((*key, eps)))
+    monkeypatch.setattr(reference, "prepared_named", lambda *key, eps=None, keep=False: asked.append((*key, eps, keep)))
     warm.warm()
     names = [getattr(p, "values", [p])[0] for p in test_numerics.EVAL_VARIANTS]
-    wanted = [("timm", n, test_numerics.RESOLUTION, reference.CPU, None) for n in names]
+    wanted = [("timm", n, test_numerics.RESOLUTION, reference.CPU, None, True) for n in names]
     eps = test_torchvision.PYTORCH_EPS_VALUE
-    wanted += [("torchvision", n, test_torchvision.RESOLUTION, reference.CPU, eps) for n in test_torchvision.NAMED]
+    tv = test_torchvision.NAMED
+    wanted += [("torchvision", n, test_torchvision.RESOLUTION, reference.CPU, eps, True) for n in tv]
     for name in spec.variants():
         wanted += [("shapes", name, reference.native_input(name)), ("shapes", name, test_architecture.SMALL_INPUT)]
     assert sorted(map(repr, asked)) == sorted(map(repr, wanted))
+
+
+def test_a_prepared_reference_is_kept_only_when_asked(monkeypatch) -> None:
+    monkeypatch.setattr(reference, "_PREPARED", {})
+    args = ("timm", "b0", 32, reference.CPU)
+    one, other = reference.prepared_named(*args), reference.prepared_named(*args)
+    assert one is not other  # freed with its test
+    # Made again, it is the same (seeded): a kept one, made in subrun's server, is what a run would make.
+    assert one.expected.keys() == other.expected.keys()
+    assert all(torch.equal(one.expected[k], other.expected[k]) for k in one.expected)
+    kept = reference.prepared_named(*args, keep=True)
+    assert reference.prepared_named(*args) is kept
+    fresh = reference.prepared_named(*args, eps=1e-3)
+    assert fresh is not kept
+    assert {bn.eps for bn in torchutil.batchnorms(fresh.model)} == {1e-3}

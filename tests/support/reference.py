@@ -557,14 +557,21 @@ def prepared(ref: nn.Module, taps: Callable[..., Taps], resolution: int) -> Prep
     return Prepared(ref, taps, resolution, record(ref, taps(ref, per_block=True), eval_images(resolution, device)))
 
 
-@cache
+_PREPARED: dict[tuple[Any, ...], Prepared] = {}
+
+
 def prepared_named(
-    library: str, name: str, resolution: int, device: torch.device, eps: float | None = None
+    library: str, name: str, resolution: int, device: torch.device, eps: float | None = None, keep: bool = False
 ) -> Prepared:
     """timm's or torchvision's ``efficientnet_<name>`` with random weights (``library`` "timm" or
     "torchvision"), every BatchNorm's eps set to ``eps`` unless it is None, prepared at
-    ``resolution`` on ``device``.  Cached (read-only), as it depends on nothing of the implementation:
-    a run forked from subrun's server finds the ones tests/support/warm.py made there."""
+    ``resolution`` on ``device``.  It depends on nothing of the implementation: one made with
+    ``keep`` is kept and handed out again (read-only), which tests/support/warm.py does in subrun's
+    server for the runs forked from it.  Otherwise it is made for the caller and freed with it (each
+    test asks once: kept, the named ones would hold 2 GB for the rest of the run)."""
+    key = (library, name, resolution, device, eps)
+    if key in _PREPARED:
+        return _PREPARED[key]
     if library == "timm":
         ref, taps = timm_model(name), timm_taps
     elif library == "torchvision":
@@ -574,7 +581,10 @@ def prepared_named(
     if eps is not None:
         for bn in torchutil.batchnorms(ref):
             bn.eps = eps
-    return prepared(ref.to(device), taps, resolution)
+    made = prepared(ref.to(device), taps, resolution)
+    if keep:
+        _PREPARED[key] = made
+    return made
 
 
 @dataclass(frozen=True)

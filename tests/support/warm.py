@@ -33,10 +33,12 @@ def warm() -> float:
             reference.timm_shapes(name, reference.native_input(name))
             reference.timm_shapes(name, reference.SMALL_ODD_INPUT)
         for name in [*named, "b8"]:  # NUM-1's variants
-            reference.prepared_named("timm", name, reference.EVAL_RESOLUTION, reference.CPU)
+            reference.prepared_named("timm", name, reference.EVAL_RESOLUTION, reference.CPU, keep=True)
         for name in named:  # NUM-4's
             reference.torchvision_meta(name)
-            reference.prepared_named("torchvision", name, reference.EVAL_RESOLUTION, reference.CPU, eps=NUM4_EPS)
+            reference.prepared_named(
+                "torchvision", name, reference.EVAL_RESOLUTION, reference.CPU, eps=NUM4_EPS, keep=True
+            )
     finally:
         torch.set_num_threads(threads)
     return time.perf_counter() - start

@@ -36,12 +36,13 @@ PRELOAD = ["torch", "timm", "torchvision", "hypothesis", "numpy", "pytest", "xdi
 # conformance run forked from it.  A sweep of at least this many whole runs asks for it.
 WARM = "tests.support.warm_server"
 WARM_PAYS_FROM = 4
+FREEZE = "tests.support.frozen_server"  # imported last: the server's heap frozen (gc.freeze)
 # Read once, when torch (or Python) starts: a child of the server cannot take another value.
 IMPORT_TIME = ("ATEN_CPU_CAPABILITY", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "PYTHONPATH", "PYTHONHASHSEED")
 
 
 def preload_context(no_preload: bool = False, warm: bool = False) -> BaseContext | None:
-    """The forkserver that imports PRELOAD (and with ``warm`` also WARM) once, from which each run is
+    """The forkserver that imports PRELOAD (with ``warm`` also WARM), then FREEZE, once, from which each run is
     forked (it starts with the first run; a process has one, whose first caller chooses); None
     (plain subprocesses) with ``no_preload``, with ``EFFNET_NO_PRELOAD=1`` or where there is no
     forkserver."""
@@ -50,7 +51,7 @@ def preload_context(no_preload: bool = False, warm: bool = False) -> BaseContext
     if "forkserver" not in multiprocessing.get_all_start_methods():  # not on Windows
         return None
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([*PRELOAD, WARM] if warm else PRELOAD)
+    context.set_forkserver_preload([*PRELOAD, *([WARM] if warm else []), FREEZE])
     return context
 
 

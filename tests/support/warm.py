@@ -3,8 +3,9 @@ once in subrun's preloaded server (through warm_server.py) so that every run for
 finds it done: timm's and torchvision's models on the meta device, timm's tap shapes at the
 native and the small odd input, and the prepared references of NUM-1 and NUM-4 with their
 recorded outputs.  A run that is not forked (a fresh interpreter, `nox -s verify`) computes the
-same on first use (tests/support/reference.py's caches); the values are the same either way (the
-same code under the same seeds, on one thread as in an xdist worker or a runner's child).
+same where it is used: the meta models and shapes once (tests/support/reference.py's caches), each
+prepared reference in the test that asks for it.  The values are the same either way (the same
+code under the same seeds, on one thread as in an xdist worker or a runner's child).
 
 ``warm()`` does the work (13 s on one core); the server imports tests/support/warm_server.py,
 which calls it.

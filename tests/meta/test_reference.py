@@ -4,8 +4,11 @@ every state_dict entry is copied in, what a model built with real weights comput
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
+import torch.nn.functional as F  # noqa: N812 - the usual alias
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -105,6 +108,61 @@ def test_nn_inits_own_dispatch_skips_the_fill_on_meta_but_keeps_its_checks() -> 
                 nn.init.kaiming_uniform_(w, **bad)
         cpu = torch.zeros(8, 4, 3, 3)
         assert nn.init.kaiming_uniform_(cpu).abs().sum() > 0  # the CPU's fill still happens
+
+
+def _bn_meta(x_shape: tuple[int, ...], channels: int, **kwargs: object) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """F.batch_norm on meta tensors, with and without the short cut: (shape, strides) of each."""
+    x = torch.empty(x_shape, device="meta")
+    stats = [torch.empty(channels, device="meta") for _ in range(4)]
+    outs = []
+    for mode in (reference._MetaBatchNorm(), contextlib.nullcontext()):
+        with mode:
+            y = F.batch_norm(x, *stats[:2], weight=stats[2], bias=stats[3], **kwargs)  # type: ignore[arg-type]
+        outs.append((tuple(y.shape), y.stride()))
+    return outs[0], outs[1]
+
+
+@pytest.mark.parametrize("x_shape", [(2, 5, 7, 9), (3, 5), (1, 5, 4)])
+def test_the_meta_batchnorm_short_cut_gives_what_the_meta_kernel_gives(x_shape) -> None:
+    fast, kernel = _bn_meta(x_shape, 5)
+    assert fast == kernel
+    x = torch.empty(2, 5, 7, 9, device="meta").to(memory_format=torch.channels_last)
+    stats = [torch.empty(5, device="meta") for _ in range(2)]
+    with reference._MetaBatchNorm():
+        fast_cl = F.batch_norm(x, *stats)
+    assert fast_cl.stride() == F.batch_norm(x, *stats).stride()
+
+
+def _bn_error(*args: torch.Tensor | None, **kwargs: object) -> str:
+    """What F.batch_norm raises (type and message) with the short cut, checked to be what it raises
+    without it."""
+    raised = []
+    for mode in (reference._MetaBatchNorm(), contextlib.nullcontext()):
+        with mode, pytest.raises((RuntimeError, ValueError)) as error:
+            F.batch_norm(*args, **kwargs)  # type: ignore[arg-type]
+        raised.append(f"{error.type.__name__}: {error.value}")
+    assert raised[0] == raised[1]
+    return raised[0]
+
+
+def test_the_meta_batchnorm_short_cut_raises_where_the_kernel_raises() -> None:
+    """A BatchNorm of another channel count than its input raises with the short cut as without
+    it (the shape passes of ARCH-6 must name such a layer, not pass it); so do training mode and
+    statistics that are not kept, which take F.batch_norm's own path."""
+
+    def meta(*shape: int) -> torch.Tensor:
+        return torch.empty(shape, device="meta")
+
+    assert _bn_error(meta(2, 5, 7, 9), meta(6), meta(6))
+    assert _bn_error(meta(2, 5, 7, 9), meta(5), meta(5), weight=meta(4))
+    assert "more than 1 value" in _bn_error(meta(1, 5, 1, 1), meta(5), meta(5), training=True)
+    assert "running_mean" in _bn_error(meta(1, 5, 1, 1), None, None)
+    assert _bn_error(meta(2, 5, 3, 3), None, meta(5))
+    assert _bn_error(meta(2, 5, 3, 3), meta(5), None)
+    y = torch.randn(2, 5, 3, 3)  # and the CPU computes as before
+    with reference._MetaBatchNorm():
+        out = F.batch_norm(y, torch.zeros(5), torch.ones(5))
+    assert torch.allclose(out, y / (1 + 1e-5) ** 0.5)
 
 
 def test_a_model_built_to_be_overwritten_computes_what_a_cpu_build_computes() -> None:

@@ -252,7 +252,7 @@ class Options:
 
 
 def _env(options: Options) -> dict[str, str]:
-    return {"EFFNET_HYPOTHESIS_PROFILE": options.profile, "PYTHONDONTWRITEBYTECODE": "1", "EFFNET_NO_SHRINK": "1"}
+    return {"EFFNET_HYPOTHESIS_PROFILE": options.profile, "EFFNET_NO_SHRINK": "1"}
 
 
 def judge(rank: int, mutation: Mutation, source: str, options: Options) -> Judged:

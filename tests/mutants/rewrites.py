@@ -474,7 +474,7 @@ def judge(
     stem = f"rewrite_{base}_{(rewrite_name or 'base').replace('-', '_').replace('+', '__')}"
     path = workdir / f"{stem}.py"
     path.write_text(f"# {result.name} (tests/mutants/rewrites.py)\n{text}")
-    env = {"EFFNET_HYPOTHESIS_PROFILE": args.profile, "PYTHONDONTWRITEBYTECODE": "1", "EFFNET_NO_SHRINK": "1"}
+    env = {"EFFNET_HYPOTHESIS_PROFILE": args.profile, "EFFNET_NO_SHRINK": "1"}
     start = time.perf_counter()
     if not args.no_refactor_check:
         report = workdir / f"{stem}-refactor"

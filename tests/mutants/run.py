@@ -295,7 +295,7 @@ def _run_all(jobs: list[Job], extra: list[str], args: argparse.Namespace, preloa
 def _job(
     fork: corpus.Fork, text: str, workdir: Path, profile: str, matrix: bool = False, first_failure: bool = False
 ) -> Job:
-    env = {"EFFNET_HYPOTHESIS_PROFILE": profile, "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {"EFFNET_HYPOTHESIS_PROFILE": profile}
     if matrix:
         env["EFFNET_FAILURES_OUT"] = str(workdir / f"failures-{fork.module_name}.json")
         env["EFFNET_NO_SHRINK"] = "1"

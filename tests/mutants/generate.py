@@ -22,7 +22,8 @@ Each mutant is judged by pytest runs forked from run.py's preloaded server (one 
    default in two runs, as run.py checks the corpus' root causes: first with `-x`, the tests of
    the upstream clauses (those that depend on at most four others: the API, the tables, the blocks,
    the scaling rules) first and the cheapest first (by the durations of a control run of the
-   unmutated source, which must be accepted before any mutant is judged); then, when that run
+   unmutated source, which must be accepted before any mutant is judged; with `--no-control`, by
+   the durations recorded in tests/mutants/durations.json); then, when that run
    failed a clause C, only the tests that can decide the root causes: C's and those of every
    clause that does not depend on C.  A clause that depends on a failing one is its consequence
    whatever its tests say, so leaving its tests out changes no root cause, except where its own
@@ -88,6 +89,13 @@ from tests.mutants import run
 
 ROOT = run.ROOT
 SOURCE = ROOT / "effnet" / "model.py"
+# The order of first-failure runs without a control run (--no-control): each non-slow conformance
+# test's seconds on effnet, one run on one thread.  Only the order depends on it (a test it does not
+# name runs at the median); tests/mutants/test_generated.py checks that it names the current tests.
+# Record it again with
+#   EFFNET_DURATIONS_OUT=tests/mutants/durations.json EFFNET_HYPOTHESIS_PROFILE=ci OMP_NUM_THREADS=1 \
+#   python -m pytest tests/conformance -m "not slow" -p tests.mutants.order -q -p no:cacheprovider
+RECORDED_DURATIONS = ROOT / "tests" / "mutants" / "durations.json"
 EQUIVALENCE_ARGS = ["tests/refactor", "tests/mutants/equivalence.py", "-q", "-p", "no:cacheprovider", "-x"]
 CONFORMANCE_ARGS = ["tests/conformance", "-q", "-p", "no:cacheprovider"]
 QUICK = ["-m", "not slow"]
@@ -573,8 +581,8 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     start = time.perf_counter()
-    if args.durations:
-        shutil.copy(args.durations, options.durations)
+    if args.durations or (args.no_control and RECORDED_DURATIONS.exists()):
+        shutil.copy(args.durations or RECORDED_DURATIONS, options.durations)
     elif not args.no_control:
         code, tail = control(options, args.jobs)
         verdict = "accepted" if code == 0 else "NOT accepted: nothing can be measured"
@@ -663,7 +671,11 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
         help="deciding (default): the first failure, then only the tests that can decide the root causes; "
         "full: the whole non-slow suite per mutant",
     )
-    p.add_argument("--no-control", action="store_true", help="skip the control run of the unmutated source")
+    p.add_argument(
+        "--no-control",
+        action="store_true",
+        help="skip the control run of the unmutated source (the tests' order from tests/mutants/durations.json)",
+    )
     p.add_argument("--durations", metavar="JSON", help="an earlier control run's durations.json, instead of a control")
     p.add_argument("--list", action="store_true", help="print the sample's diffs and stop")
     p.add_argument(

@@ -17,6 +17,7 @@ and `nox -s rewrites`; `nox -s generated` runs this module alone.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -73,6 +74,31 @@ def test_every_drawn_mutation_changes_the_module(source, mutations):
         assert generate.diff(source, mutated).count("\n+") >= 1, m.label
 
 
+def _conformance_test_functions() -> set[tuple[str, str]]:
+    functions = set()
+    for path in sorted((ROOT / "tests" / "conformance").glob("test_*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+                functions.add((path.relative_to(ROOT).as_posix(), node.name))
+    return functions
+
+
+def test_the_recorded_durations_name_every_conformance_test():
+    """The first-failure runs without a control run (the mutant leg below) order their tests by
+    tests/mutants/durations.json: a test it does not name runs at the median, so a stale file only
+    slows those runs down.  It must name every conformance test function, and only those."""
+    recorded = json.loads(generate.RECORDED_DURATIONS.read_text())
+    named = {(nodeid.split("::")[0], nodeid.split("::")[1].split("[")[0]) for nodeid in recorded}
+    functions = _conformance_test_functions()
+    assert functions, "found no conformance tests"
+    stale = sorted(f"{path}::{name}" for path, name in named - functions)
+    missing = sorted(f"{path}::{name}" for path, name in functions - named)
+    again = "record it again: see RECORDED_DURATIONS in tests/mutants/generate.py"
+    assert not stale, f"tests/mutants/durations.json names tests that no longer exist ({again}): {stale}"
+    assert not missing, f"tests/mutants/durations.json lacks conformance tests ({again}): {missing}"
+    assert all(isinstance(v, float | int) and v >= 0 for v in recorded.values())
+
+
 def test_an_annotation_only_or_uncompilable_mutant_is_told_apart():
     source = "from __future__ import annotations\ndef f(x: int = 1) -> int:\n    return x + 1\n"
     assert generate.static_kind(source, source.replace("-> int", "-> float")) == "unchanged"
@@ -112,6 +138,7 @@ def _run(script: str, args: list[str], out: Path) -> subprocess.CompletedProcess
 @pytest.mark.slow
 @pytest.mark.long
 def test_a_seeded_sample_of_generated_mutants_is_judged_as_required(tmp_path):
+    # No control run: the tests' order comes from tests/mutants/durations.json (cheapest first).
     args = ["--sample", str(MUTANTS), "--seed", str(MUTANT_SEED), "--first-failure", "--no-control"]
     done = _run("generate.py", args, tmp_path)
     report = tmp_path / "generated-mutants.json"

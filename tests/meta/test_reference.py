@@ -138,7 +138,7 @@ def _bn_error(*args: torch.Tensor | None, **kwargs: object) -> str:
     without it."""
     raised = []
     for mode in (reference._MetaBatchNorm(), contextlib.nullcontext()):
-        with mode, pytest.raises((RuntimeError, ValueError)) as error:
+        with mode, pytest.raises((RuntimeError, ValueError, TypeError, AttributeError)) as error:
             F.batch_norm(*args, **kwargs)  # type: ignore[arg-type]
         raised.append(f"{error.type.__name__}: {error.value}")
     assert raised[0] == raised[1]
@@ -159,6 +159,8 @@ def test_the_meta_batchnorm_short_cut_raises_where_the_kernel_raises() -> None:
     assert "running_mean" in _bn_error(meta(1, 5, 1, 1), None, None)
     assert _bn_error(meta(2, 5, 3, 3), None, meta(5))
     assert _bn_error(meta(2, 5, 3, 3), meta(5), None)
+    assert _bn_error(meta(2, 5, 3, 3), meta(5), meta(5), 1.0)  # a weight that is not a tensor
+    assert _bn_error(1.0, meta(5), meta(5))  # nor an input
     y = torch.randn(2, 5, 3, 3)  # and the CPU computes as before
     with reference._MetaBatchNorm():
         out = F.batch_norm(y, torch.zeros(5), torch.ones(5))

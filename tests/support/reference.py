@@ -92,24 +92,29 @@ class _MetaBatchNorm(TorchFunctionMode):
     shapes and MACs).  Where every tensor argument is on meta, of the input's dtype and of shape
     (C,) for an input of C channels, and the statistics are given and not being updated, the output
     is an empty tensor like the input, which is what the decomposition gives; any other call (a
-    channel count that differs, training, a real tensor) runs F.batch_norm as it is, and raises
-    where it would raise."""
+    channel count that differs, training, a real tensor, an argument that is no tensor) runs
+    F.batch_norm as it is, and raises where it would raise."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         kwargs = kwargs or {}
         if func is F.batch_norm:
-            x, tensors, training = _batch_norm_arguments(*args, **kwargs)
-            channels = x.shape[1:2]
+            x, tensors, training = _batch_norm_arguments(*args, **kwargs)  # bound by F.batch_norm already
             if (
-                x.is_meta
+                isinstance(x, Tensor)
+                and x.is_meta
                 and x.dim() >= 2
                 and not training
                 and tensors[0] is not None
                 and tensors[1] is not None
-                and all(t is None or (t.is_meta and t.dtype == x.dtype and t.shape == channels) for t in tensors)
+                and all(t is None or _meta_channels_like(t, x) for t in tensors)
             ):
                 return torch.empty_like(x)
         return func(*args, **kwargs)
+
+
+def _meta_channels_like(t: object, x: Tensor) -> bool:
+    """``t`` is a meta tensor of ``x``'s dtype and of shape (C,) for ``x``'s C channels."""
+    return isinstance(t, Tensor) and t.is_meta and t.dtype == x.dtype and t.shape == x.shape[1:2]
 
 
 def _kaiming_checks(

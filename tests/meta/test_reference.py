@@ -133,7 +133,7 @@ def test_the_meta_batchnorm_short_cut_gives_what_the_meta_kernel_gives(x_shape) 
     assert fast_cl.stride() == F.batch_norm(x, *stats).stride()
 
 
-def _bn_error(*args: torch.Tensor | None, **kwargs: object) -> str:
+def _bn_error(*args: object, **kwargs: object) -> str:
     """What F.batch_norm raises (type and message) with the short cut, checked to be what it raises
     without it."""
     raised = []
@@ -147,8 +147,9 @@ def _bn_error(*args: torch.Tensor | None, **kwargs: object) -> str:
 
 def test_the_meta_batchnorm_short_cut_raises_where_the_kernel_raises() -> None:
     """A BatchNorm of another channel count than its input raises with the short cut as without
-    it (the shape passes of ARCH-6 must name such a layer, not pass it); so do training mode and
-    statistics that are not kept, which take F.batch_norm's own path."""
+    it (the shape passes of ARCH-6 must name such a layer, not pass it); so do training mode,
+    statistics that are not kept and arguments that are no tensors, which take F.batch_norm's own
+    path."""
 
     def meta(*shape: int) -> torch.Tensor:
         return torch.empty(shape, device="meta")

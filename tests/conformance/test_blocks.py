@@ -92,10 +92,16 @@ def _mbconv_layout(cfg: BlockConfig) -> Layout:
 
 
 def _tensors(module: nn.Module, layout: Layout, what: str) -> list[Tensor]:
-    got = [tuple(t.shape) for t in module.state_dict().values()]
+    """The module's state_dict tensors in API-4 order, each viewed in the layout's shape: a tensor
+    that differs only in size-1 dimensions (an ``nn.Linear`` weight where the layout has a 1x1
+    convolution's) holds the same values (torchutil.same_layout).  The views share the module's
+    memory, so what ``_randomise`` writes is what the module computes with."""
+    tensors = list(module.state_dict().values())
+    got = [tuple(t.shape) for t in tensors]
     want = [shape for _, shape in layout]
-    assert got == want, f"{what}: state_dict shapes {got}, want (API-4 order) {want}"
-    return list(module.state_dict().values())
+    same = len(got) == len(want) and all(torchutil.same_layout(g, w) for g, w in zip(got, want, strict=False))
+    assert same, f"{what}: state_dict shapes {got}, want (API-4 order, up to size-1 dimensions) {want}"
+    return [t.view(shape) for t, shape in zip(tensors, want, strict=True)]
 
 
 def _random_value(kind: str, shape: tuple[int, ...], generator: torch.Generator) -> Tensor | None:
@@ -201,6 +207,32 @@ def last_leaf_output(block: nn.Module) -> Iterator[list[Tensor]]:
             seen[:] = [out.detach()]
 
     handles = [m.register_forward_hook(hook) for m in block.modules() if not list(m.children())]
+    try:
+        yield seen
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextlib.contextmanager
+def inputs_of_the_layer_holding(module: nn.Module, position: int) -> Iterator[list[Tensor]]:
+    """The input of the layer that holds ``module``'s state_dict entry at ``position`` (API-4), in a
+    list filled during a forward pass: the part found by the tensor it holds, not by its name or
+    class.  Empty when that tensor is not a parameter of a leaf module below ``module`` (a module
+    that applies it with ``torch.nn.functional`` itself): then nothing is recorded."""
+    seen: list[Tensor] = []
+    key = list(module.state_dict(keep_vars=True))[position]
+    owner_name, _, name = key.rpartition(".")
+    handles = []
+    if owner_name:
+        owner = module.get_submodule(owner_name)
+        if not list(owner.children()) and name in owner._parameters:
+
+            def hook(_m: nn.Module, args: tuple[Any, ...]) -> None:
+                if args and isinstance(args[0], Tensor) and not seen:
+                    seen.append(args[0].detach())
+
+            handles.append(owner.register_forward_pre_hook(hook))
     try:
         yield seen
     finally:
@@ -376,8 +408,21 @@ def test_se_gate_depends_only_on_channel_means(impl, device, c, r, n, hw):
     bump = bump - bump.mean((2, 3), keepdim=True)
     x2 = x + 0.9 * bump / bump.abs().amax().clamp_min(1e-12)  # same channel means, still > 0
     with torch.no_grad():
-        gate = se(x.to(device)).cpu() / x
+        with inputs_of_the_layer_holding(se, 0) as squeezed:  # API-4: the reduce weight comes first
+            gate = se(x.to(device)).cpu() / x
         gate2 = se(x2.to(device)).cpu() / x2
+    # Where the reduce weight sits in a layer of its own, that layer's input is the squeeze: it must
+    # be each channel's own spatial mean (a mean over the channels too keeps every gate below a
+    # function of the channel means, so the invariance below cannot see it).
+    means = x.mean((2, 3))
+    if squeezed and squeezed[0].numel() == means.numel():
+        got = squeezed[0].cpu().reshape(means.shape)
+        with blame("SE-1"):
+            assert torchutil.rel_err(got, means) <= REL_TOL, (
+                f"SEBlock({c}, r={r}): the layer holding the SE's reduce weight receives values that differ from "
+                f"each channel's spatial mean by {torchutil.rel_err(got, means):.2e} relative: the squeeze is not "
+                "the per-channel average"
+            )
     want = tensors.gate(x).expand_as(x)
     # A per-channel gate that moves when only the values behind the channel means move is a wrong
     # squeeze (SE-1); any other difference is the excitation's (SE-2).
@@ -413,15 +458,26 @@ def test_se_gate_is_strictly_between_zero_and_one(impl, device, c, r):
 @pytest.mark.clause("SE-2")
 @given(n_in=st.integers(1, 96), n_out=st.integers(1, 32))
 def test_se_squeezes_to_a_quarter_of_the_block_input(impl, n_in, n_out):
-    """mbconv6 with r=24 and mbconv1 with r=4 (the tutorial's values) squeeze to max(1, n_in // 4)."""
+    """mbconv6 with r=24 and mbconv1 with r=4 (the tutorial's values) squeeze to max(1, n_in // 4).
+    Premise (BLOCK-3): the block's tensors before its SE, the expansion and the depthwise
+    convolution with their BNs, are those of a block that expands n_in channels: the SE's input
+    width is the block's business, so a block that expands the wrong width fails BLOCK-3, not this."""
     rd = max(1, n_in // 4)
     for name, e, block in (("mbconv6", 6, impl.mbconv6(n_in, n_out)), ("mbconv1", 1, impl.mbconv1(n_in, n_out, r=4))):
-        convs = [tuple(t.shape) for t in block.state_dict().values() if t.ndim == 4]
-        # The SE's reduce conv follows the depthwise one (the block's 3 x 3 conv): whether and how
-        # wide the block expands before it is BLOCK-3's business, not SE-2's.
-        depthwise = next((i for i, shape in enumerate(convs[:-1]) if shape[2:] == (3, 3)), 1 if e > 1 else 0)
-        se_reduce = convs[depthwise + 1]
-        want = (rd, e * n_in, 1, 1)
-        where = f"{name}({n_in}, {n_out}): SE reduce weight {se_reduce}, want {want} (max(1, n_in // 4))"
-        # Only the squeezed width: the SE's input, the expanded width, is the block's (BLOCK-3, ARCH-3).
-        assert se_reduce[0] == rd, where
+        layout = _mbconv_layout(BlockConfig(n_in, n_out, e, 3, 1))
+        before_se = 12 if e > 1 else 6  # API-4: expand conv and BN (MBConv6 only), depthwise conv and BN
+        shapes = [tuple(t.shape) for t in block.state_dict().values()]
+        with blame("BLOCK-3"):
+            want = [shape for _, shape in layout[:before_se]]
+            same = len(shapes) > before_se and all(
+                torchutil.same_layout(g, w) for g, w in zip(shapes[:before_se], want, strict=True)
+            )
+            assert same, (
+                f"premise BLOCK-3: {name}({n_in}, {n_out}): the tensors before the SE are {shapes[:before_se]}, "
+                f"want (API-4 order) {want}: an expansion to {e * n_in} channels and a depthwise convolution"
+            )
+        se_reduce = shapes[before_se]
+        want_reduce = (rd, e * n_in, 1, 1)
+        assert se_reduce[:1] == (rd,), (
+            f"{name}({n_in}, {n_out}): SE reduce weight {se_reduce}, want {want_reduce} (max(1, n_in // 4))"
+        )

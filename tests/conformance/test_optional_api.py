@@ -1,4 +1,4 @@
-"""Optional parts of the API (spec section 1: API-5, API-6, API-7).
+"""Optional parts of the API (spec section 1: API-5, API-6, API-7, API-8).
 
 Each test skips, naming its clause, when the implementation lacks the feature; when it has the
 feature, the feature must do what the clause says.
@@ -24,9 +24,12 @@ def test_larger_variant_has_the_specified_architecture(impl, name):
     row = spec.expected()["variants"][name]
     count = sum(p.numel() for p in model.parameters())
     assert count == row["params"], f"efficientnet_{name} has {count:,} parameters; the spec says {row['params']:,}"
-    assert spec.fingerprint(model) == row["fingerprint"], (
-        f"efficientnet_{name}: parameter/buffer shapes differ from spec/expected.toml (fingerprint)"
-    )
+    problem = torchutil.first_shape_mismatch(model, reference.timm_meta(name))
+    assert problem is None, f"efficientnet_{name}: state_dict differs from timm's at {problem}"
+    if torchutil.first_exact_shape_mismatch(model, reference.timm_meta(name)) is None:  # else API-8's
+        assert spec.fingerprint(model) == row["fingerprint"], (
+            f"efficientnet_{name}: parameter/buffer shapes differ from spec/expected.toml (fingerprint)"
+        )
 
 
 @pytest.mark.clause("API-6")
@@ -111,3 +114,26 @@ def test_drop_path_rate_keyword_sets_stochastic_depth(impl, factory):
     with torch.no_grad():
         a, b = noisy(x), noisy(x)
     assert not torch.equal(a, b), f"{factory}(drop_path_rate=0.9) has no effect in training mode"
+
+
+@pytest.mark.clause("API-8")
+@pytest.mark.parametrize("name", ["b0"])
+def test_timms_state_dict_loads_unchanged(impl, name):
+    """timm's state_dict, its keys renamed to the fork's by position (API-4), loads with the fork's
+    own ``load_state_dict(strict=True)``, and every tensor then holds timm's values.  A fork whose
+    tensors differ from timm's only in size-1 dimensions (the same values: ARCH-5 judges them equal)
+    skips, naming the first.  Premise: the shapes agree up to size-1 dimensions (ARCH-5)."""
+    ref = reference.timm_model(name)
+    torch.manual_seed(0)
+    model = reference.impl_factory(impl, name)()
+    with blame("ARCH-5"):
+        problem = torchutil.first_shape_mismatch(model, ref)
+        assert problem is None, f"premise ARCH-5: efficientnet_{name}'s state_dict differs from timm's at {problem}"
+    exact = torchutil.first_exact_shape_mismatch(model, ref)
+    if exact is not None:
+        title = spec.clauses()["API-8"].title.removesuffix(" (optional)")
+        pytest.skip(f"optional clause API-8 ({title}) not implemented: efficientnet_{name} at {exact}")
+    renamed = dict(zip(model.state_dict(), ref.state_dict().values(), strict=True))
+    model.load_state_dict(renamed, strict=True)
+    for (key, got), want in zip(model.state_dict().items(), ref.state_dict().values(), strict=True):
+        assert torch.equal(got, want), f"efficientnet_{name}: after load_state_dict, {key} does not hold timm's values"

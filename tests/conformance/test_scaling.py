@@ -267,9 +267,10 @@ def _block_shapes(model: nn.Module, x: torch.Tensor) -> list[list[tuple[torch.Si
 
 
 def _conv_weights(block: nn.Module) -> list[tuple[int, ...]]:
-    """Shapes of the block's convolution weights in state_dict order (API-4): expand (MBConv6
-    only), depthwise, SE reduce, SE expand, project."""
-    return [tuple(t.shape) for t in block.state_dict().values() if t.ndim == 4]
+    """Shapes of the block's weights in state_dict order (API-4): expand (MBConv6 only), depthwise,
+    SE reduce, SE expand, project.  A weight is any tensor of two or more dimensions: an SE may
+    hold its reduce and expand as ``nn.Linear`` weights (torchutil.same_layout)."""
+    return [tuple(t.shape) for t in block.state_dict().values() if t.ndim >= 2]
 
 
 @pytest.mark.clause("ARCH-3", "SCALE-2", "SCALE-3")

@@ -215,6 +215,7 @@ def _share_in_order(src: nn.Module, dst: nn.Module) -> bool:
         for (table, name, is_parameter), value in zip(places, src.state_dict().values(), strict=True):
             old = table[name]
             assert old is not None
+            value = value.reshape(old.shape)  # the same values where the two differ in size-1 dimensions
             table[name] = nn.Parameter(value, requires_grad=old.requires_grad) if is_parameter else value
     return True
 

@@ -37,12 +37,26 @@ def shape_sequence(model: nn.Module) -> list[tuple[str, tuple[int, ...]]]:
     return [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
 
 
+def layout(shape: tuple[int, ...] | torch.Size) -> tuple[int, ...]:
+    """A shape without its size-1 dimensions: what a tensor's values are laid out as, whatever the
+    module that holds them.  ``nn.Linear(32, 8)``'s weight (8, 32) and a 1x1 convolution's (8, 32,
+    1, 1) hold the same values in the same order and compute the same map, so outside the API
+    clauses they are the same tensor (a 0-d tensor and a (1,) one too)."""
+    return tuple(n for n in shape if n != 1)
+
+
+def same_layout(a: tuple[int, ...] | torch.Size, b: tuple[int, ...] | torch.Size) -> bool:
+    """Whether tensors of shapes ``a`` and ``b`` hold the same values in the same order (``layout``)."""
+    return layout(a) == layout(b)
+
+
 def first_shape_mismatch(actual: nn.Module, expected: nn.Module) -> str | None:
-    """None when both state_dicts have the same shapes in the same order, else a message naming
-    the first differing position with both modules' names there."""
+    """None when both state_dicts have tensors of the same shapes (up to size-1 dimensions:
+    ``same_layout``) in the same order, else a message naming the first differing position with
+    both modules' names there."""
     a, e = shape_sequence(actual), shape_sequence(expected)
     for i, (x, y) in enumerate(zip(a, e, strict=False)):
-        if x[1] != y[1]:
+        if not same_layout(x[1], y[1]):
             return f"position {i}: {x[0]} has shape {x[1]}, reference {y[0]} has shape {y[1]}"
     if len(a) != len(e):
         extra = a[len(e)] if len(a) > len(e) else e[len(a)]
@@ -50,14 +64,43 @@ def first_shape_mismatch(actual: nn.Module, expected: nn.Module) -> str | None:
     return None
 
 
+def first_exact_shape_mismatch(actual: nn.Module, expected: nn.Module) -> str | None:
+    """Like ``first_shape_mismatch``, but size-1 dimensions count too: None exactly when
+    ``expected``'s state_dict loads into ``actual`` unchanged."""
+    a, e = shape_sequence(actual), shape_sequence(expected)
+    for i, (x, y) in enumerate(zip(a, e, strict=False)):
+        if x[1] != y[1]:
+            return f"position {i}: {x[0]} has shape {x[1]}, reference {y[0]} has shape {y[1]}"
+    return None if len(a) == len(e) else f"{len(a)} tensors vs the reference's {len(e)}"
+
+
 def copy_weights_in_order(src: nn.Module, dst: nn.Module) -> None:
-    """Copy every parameter and buffer of ``src`` into ``dst`` by position (API-4 order)."""
+    """Copy every parameter and buffer of ``src`` into ``dst`` by position (API-4 order), reshaped
+    where the two differ only in size-1 dimensions (``same_layout``)."""
     problem = first_shape_mismatch(dst, src)
     if problem:
         raise AssertionError(f"cannot copy weights by position: {problem}")
     with torch.no_grad():
         for d, s in zip(dst.state_dict().values(), src.state_dict().values(), strict=True):
-            d.copy_(s)
+            d.copy_(s.reshape(d.shape))
+
+
+def group_rel_errs(actual: list[Tensor], expected: list[Tensor]) -> list[float]:
+    """Relative L2 error of each tensor of a group (a model's gradients, its state after a step)
+    against the larger of its own norm and the norm of a tensor of its size whose entries have the
+    RMS of the whole group.  A value that is zero in exact arithmetic (the gradient of a bias
+    followed by a BatchNorm in training mode, through a 1x1 convolution) is a rounding residue in
+    both computations: relative to itself the residues differ by 100%, relative to the group's
+    scale they are nothing.  Tensors are compared up to size-1 dimensions (``same_layout``)."""
+    total = sum(e.detach().double().pow(2).sum().item() for e in expected)
+    rms = (total / max(1, sum(e.numel() for e in expected))) ** 0.5
+    errs = []
+    for a, e in zip(actual, expected, strict=True):
+        a, e = a.detach().double().cpu(), e.detach().double().cpu()
+        scale = max(e.norm().item(), rms * e.numel() ** 0.5)
+        diff = (a.reshape(e.shape) - e).norm().item()
+        errs.append(diff / scale if scale > 0 else diff)
+    return errs
 
 
 def batchnorms(model: nn.Module) -> list[nn.Module]:

@@ -396,8 +396,11 @@ def _se_tensors(se: nn.Module, c: int, r: int, generator: torch.Generator) -> SE
     hw=st.tuples(st.integers(1, 8), st.integers(2, 8)),
 )
 def test_se_gate_depends_only_on_channel_means(impl, device, c, r, n, hw):
-    """The output is the input times a per-channel gate; changing the input while keeping each
-    channel's mean leaves the gate as it was (a max or a learned pooling would move it)."""
+    """The output is the input times a per-channel gate computed from the channel means.  What a
+    failure is about is told apart by inputs that isolate each part: where every channel is constant
+    over its positions, any spatial squeeze gives the channel's value, so a wrong gate there is the
+    excitation's or its application's (SE-2); a gate right there but wrong where the channels vary,
+    or one that moves when the input changes but its channel means do not, is the squeeze's (SE-1)."""
     generator = torch.Generator().manual_seed(1)
     se = impl.SEBlock(c, r)
     with blame("SE-2"):  # the SE's layers
@@ -407,13 +410,15 @@ def test_se_gate_depends_only_on_channel_means(impl, device, c, r, n, hw):
     bump = torch.randn(n, c, *hw, generator=generator)
     bump = bump - bump.mean((2, 3), keepdim=True)
     x2 = x + 0.9 * bump / bump.abs().amax().clamp_min(1e-12)  # same channel means, still > 0
+    flat = (torch.rand(n, c, 1, 1, generator=generator) + 1.0).expand(n, c, *hw).contiguous()  # constant per channel
     with torch.no_grad():
         with inputs_of_the_layer_holding(se, 0) as squeezed:  # API-4: the reduce weight comes first
             gate = se(x.to(device)).cpu() / x
         gate2 = se(x2.to(device)).cpu() / x2
+        gate_flat = se(flat.to(device)).cpu() / flat
     # Where the reduce weight sits in a layer of its own, that layer's input is the squeeze: it must
-    # be each channel's own spatial mean (a mean over the channels too keeps every gate below a
-    # function of the channel means, so the invariance below cannot see it).
+    # be each channel's own spatial mean (a mean over the channels too keeps every gate a function of
+    # the channel means, and is wrong even where each channel is constant).
     means = x.mean((2, 3))
     if squeezed and squeezed[0].numel() == means.numel():
         got = squeezed[0].cpu().reshape(means.shape)
@@ -423,17 +428,21 @@ def test_se_gate_depends_only_on_channel_means(impl, device, c, r, n, hw):
                 f"each channel's spatial mean by {torchutil.rel_err(got, means):.2e} relative: the squeeze is not "
                 "the per-channel average"
             )
-    want = tensors.gate(x).expand_as(x)
-    # A per-channel gate that moves when only the values behind the channel means move is a wrong
-    # squeeze (SE-1); any other difference is the excitation's (SE-2).
-    per_channel = torchutil.rel_err(gate, gate.mean((2, 3), keepdim=True).expand_as(gate)) <= REL_TOL
-    squeeze = per_channel and torchutil.rel_err(gate2, gate) > REL_TOL
-    with blame("SE-1" if squeeze else "SE-2"):
-        assert torchutil.rel_err(gate, want) <= REL_TOL, (
-            f"SEBlock({c}, r={r}): the gate is not sigmoid(expand(SiLU(reduce(channel mean)))) "
-            f"(relative error {torchutil.rel_err(gate, want):.2e})"
+    want_flat = tensors.gate(flat).expand_as(flat)
+    with blame("SE-2"):
+        err = torchutil.rel_err(gate_flat, want_flat)
+        assert err <= REL_TOL, (
+            f"SEBlock({c}, r={r}): on an input constant over each channel's positions the output is not the "
+            f"input times sigmoid(expand(SiLU(reduce(channel value)))) (relative error {err:.2e}): the "
+            "excitation or the way its gate is applied"
         )
+    want = tensors.gate(x).expand_as(x)
     with blame("SE-1"):
+        err = torchutil.rel_err(gate, want)
+        assert err <= REL_TOL, (
+            f"SEBlock({c}, r={r}): the gate is not sigmoid(expand(SiLU(reduce(channel mean)))) (relative error "
+            f"{err:.2e}), though it is where each channel is constant: the squeeze is not each channel's mean"
+        )
         assert torchutil.rel_err(gate2, gate) <= REL_TOL, (
             f"SEBlock({c}, r={r}): the gate changed by {torchutil.rel_err(gate2, gate):.2e} relative when the input "
             "changed but its channel means did not: the squeeze is not the mean"

@@ -1,6 +1,8 @@
 """How far inside their tolerances the same-function comparisons stay: NUM-3 (a sample alone and in
-a batch) and SEQ-2 (EfficientNet and EfficientNetSequential), both in float64, on effnet, on every
-correct variation of tests/mutants/corpus.toml and on timm's own modules (tests/forks/timm_adapter.py).
+a batch), SEQ-2 (EfficientNet and EfficientNetSequential), NUM-2 (a training step against timm's)
+and ARCH-2 (the stem against its functional definition), all in float64, on effnet, on every correct
+variation of tests/mutants/corpus.toml, on timm's own modules (tests/forks/timm_adapter.py) and on
+any further implementation named with --impl (a generated rewrite, say).
 
     python tests/meta/margins.py                          # hypothesis profile thorough (400 examples each)
     python tests/meta/margins.py --profile ci -k timm     # a quicker look, one implementation
@@ -29,7 +31,11 @@ from tests.mutants import corpus  # noqa: E402
 TESTS = [
     "tests/conformance/test_shapes.py::test_eval_output_of_a_sample_does_not_depend_on_the_batch",
     "tests/conformance/test_sequential.py::test_sequential_computes_the_same_function_in_eval_and_training",
+    "tests/conformance/test_numerics.py::test_training_step_matches_timm",
+    "tests/conformance/test_numerics.py::test_training_step_matches_timms_generator_at_any_factors",
+    "tests/conformance/test_architecture.py::test_stem_computes_strided_conv_then_batchnorm_then_silu",
 ]
+CLAUSES = ("NUM-3", "SEQ-2", "NUM-2", "ARCH-2")
 REQUIRED = 100.0
 
 
@@ -61,14 +67,16 @@ def main() -> int:
     parser.add_argument("--profile", default="thorough", help="hypothesis profile (default thorough)")
     parser.add_argument("-k", action="append", default=[], help="only implementations whose name contains it")
     parser.add_argument("-n", type=int, default=2, help="pytest-xdist workers per run (default 2)")
+    parser.add_argument("--impl", action="append", default=[], metavar="NAME=PATH", help="another implementation")
     args = parser.parse_args()
     rows, worst = [], float("inf")
     with tempfile.TemporaryDirectory() as tmp:
-        for name, impl in implementations(Path(tmp)).items():
+        found = implementations(Path(tmp)) | dict(item.split("=", 1) for item in args.impl)
+        for name, impl in found.items():
             if args.k and not any(k in name for k in args.k):
                 continue
             records = measure(impl, args.profile, args.n)
-            for clause in ("NUM-3", "SEQ-2"):
+            for clause in CLAUSES:
                 mine = [r for r in records if r["what"].startswith(clause)]
                 largest = max((r["err"] for r in mine), default=0.0)
                 margin = min((r["tol"] / r["err"] for r in mine if r["err"] > 0), default=float("inf"))

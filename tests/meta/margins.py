@@ -10,7 +10,7 @@ any further implementation named with --impl (a generated rewrite, say).
 Each implementation runs the two tests with $EFFNET_MARGINS set; every comparison appends its error
 and tolerance (tests/support/torchutil.py ``margin``).  The table gives, per implementation, the
 number of comparisons, the largest error and the smallest ratio tolerance / error (the margin).
-Exit status 1 when a margin is below 100x.
+Exit status 1 when a margin is below its REQUIRED value (100x in float64, 10x for NUM-1 and NUM-4).
 """
 
 from __future__ import annotations
@@ -34,9 +34,14 @@ TESTS = [
     "tests/conformance/test_numerics.py::test_training_step_matches_timm",
     "tests/conformance/test_numerics.py::test_training_step_matches_timms_generator_at_any_factors",
     "tests/conformance/test_architecture.py::test_stem_computes_strided_conv_then_batchnorm_then_silu",
+    "tests/conformance/test_numerics.py::test_eval_output_matches_timm_stage_by_stage",
+    "tests/conformance/test_numerics.py::test_eval_output_matches_timms_generator_at_any_factors",
+    "tests/conformance/test_torchvision.py",
 ]
-CLAUSES = ("NUM-3", "SEQ-2", "NUM-2", "ARCH-2")
-REQUIRED = 100.0
+# The least margin each comparison must keep: 100x for those in float64; 10x for the eval-mode
+# comparisons with timm and torchvision (NUM-1, NUM-4), which stay in float32 (the references'
+# recorded outputs are shared by every test) per segment, with damped residual branches.
+REQUIRED = {"NUM-3": 100.0, "SEQ-2": 100.0, "NUM-2": 100.0, "ARCH-2": 100.0, "NUM-1": 10.0, "NUM-4": 10.0}
 
 
 def implementations(directory: Path) -> dict[str, str]:
@@ -69,25 +74,26 @@ def main() -> int:
     parser.add_argument("-n", type=int, default=2, help="pytest-xdist workers per run (default 2)")
     parser.add_argument("--impl", action="append", default=[], metavar="NAME=PATH", help="another implementation")
     args = parser.parse_args()
-    rows, worst = [], float("inf")
+    rows, short = [], []
     with tempfile.TemporaryDirectory() as tmp:
         found = implementations(Path(tmp)) | dict(item.split("=", 1) for item in args.impl)
         for name, impl in found.items():
             if args.k and not any(k in name for k in args.k):
                 continue
             records = measure(impl, args.profile, args.n)
-            for clause in CLAUSES:
+            for clause, required in REQUIRED.items():
                 mine = [r for r in records if r["what"].startswith(clause)]
                 largest = max((r["err"] for r in mine), default=0.0)
                 margin = min((r["tol"] / r["err"] for r in mine if r["err"] > 0), default=float("inf"))
-                worst = min(worst, margin)
+                if margin < required:
+                    short.append(f"{name} {clause}: {margin:.3g}x < {required:g}x")
                 rows.append(f"| {name} | {clause} | {len(mine)} | {largest:.2e} | {margin:.3g}x |")
                 print(rows[-1], flush=True)
-    print(f"\nprofile {args.profile}; smallest margin {worst:.3g}x (required {REQUIRED:g}x)")
+    print(f"\nprofile {args.profile}; margins below the required: {'; '.join(short) or 'none'}")
     print("| implementation | clause | comparisons | largest error | smallest tolerance / error |")
     print("|---|---|---|---|---|")
     print("\n".join(rows))
-    return 0 if worst >= REQUIRED else 1
+    return 1 if short else 0
 
 
 if __name__ == "__main__":

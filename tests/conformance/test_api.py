@@ -54,9 +54,12 @@ SCALED = {"EfficientNet": (0.25, 0.34), "EfficientNetSequential": (0.25, 0.34), 
 def test_callable_accepts_the_tutorials_arguments(impl, name, args):
     """A callable that refuses valid arguments fails here, once, and not in every test that builds.
     A network is built from the implementation's own scaling: that it agrees with the spec at
-    these factors is a premise (a width rule that gives 0 channels is SCALE-1's, not API-2's)."""
+    these factors is a premise (a width rule that gives 0 channels, or never returns, is SCALE-1's, not
+    API-2's), and so is the width rule the scaler rounds with."""
     if name in SCALED:
         premises.scaling(impl, *SCALED[name])
+    elif name == "efficientnet_scaler":  # it rounds with scale_width: a width rule that never returns is SCALE-1's
+        premises.width_rule(impl, args[0])
     call = getattr(impl, name)
     try:
         with torch.device("meta"):

@@ -151,7 +151,9 @@ def test_scaling_a_multiple_of_8_by_one_keeps_it(impl, n):
 @given(w=strategies.scale_factors, d=strategies.scale_factors)
 def test_scaler_returns_nine_scaled_widths_and_seven_ceil_depths(impl, w, d):
     """A wrong stem or stage width, or a head left unscaled, is the scaler's (SCALE-3); a head scaled
-    by another rule (torchvision's 4 x the last stage's width) is ARCH-4's, whose rule it is."""
+    by another rule (torchvision's 4 x the last stage's width) is ARCH-4's, whose rule it is.  Premise:
+    the width rule the scaler rounds with (SCALE-1) at ``w``."""
+    premises.width_rule(impl, w)
     widths, depths = impl.efficientnet_scaler(w, d)
     want_widths = [spec_scale_width(x, w) for x in spec.base_widths()]
     message = f"efficientnet_scaler({w!r}, {d!r}) widths {list(widths)}, want {want_widths}"
@@ -276,6 +278,7 @@ def _conv_weights(block: nn.Module) -> list[tuple[int, ...]]:
 @pytest.mark.clause("ARCH-3", "SCALE-2", "SCALE-3")
 @given(w=strategies.model_width_factors, d=strategies.model_depth_factors)
 def test_stages_have_the_scaled_depths_widths_kernels_and_strides(impl, device, w, d):
+    premises.width_rule(impl, w)  # the scaler and the network round with it (SCALE-1)
     widths, depths = [spec_scale_width(x, w) for x in spec.base_widths()], spec_depths(d)
     stages = spec.data()["base"]["stages"]
     # A failure is the scaler's when it gives other depths (SCALE-2) or widths (SCALE-3), else the stages' (ARCH-3).

@@ -37,16 +37,22 @@ def depths(d_factor: float) -> list[int]:
     return [math.ceil(d_factor * d) for d in spec.base_depths()]
 
 
+def width_rule(impl: ModuleType, w: float) -> list[int]:
+    """The implementation's ``scale_width`` agrees with the spec (SCALE-1) on every base width at
+    ``w``; returns those widths."""
+    want = [scale_width(x, w) for x in spec.base_widths()]
+    with blame("SCALE-1"):
+        got = [impl.scale_width(x, w) for x in spec.base_widths()]
+        assert got == want, f"premise SCALE-1: scale_width(width, {w!r}) of the base widths gives {got}, want {want}"
+    return want
+
+
 def scaling(impl: ModuleType, w: float, d: float | None = None) -> None:
     """The implementation's own scaling agrees with the spec at these factors: ``scale_width`` of
     every base width (SCALE-1), then the scaler's stem and stage widths (SCALE-3) and, with ``d``,
     its depths (SCALE-2).  A network builds its widths and depths from these (the tutorial's
     scaler).  The scaler's head entry is not a premise: the head's width rule is ARCH-4's own."""
-    base = spec.base_widths()
-    want = [scale_width(x, w) for x in base]
-    with blame("SCALE-1"):
-        got = [impl.scale_width(x, w) for x in base]
-        assert got == want, f"premise SCALE-1: scale_width(width, {w!r}) of the base widths gives {got}, want {want}"
+    want = width_rule(impl, w)
     widths, scaled_depths = impl.efficientnet_scaler(w, 1.0 if d is None else d)
     with blame("SCALE-3"):
         assert list(widths)[:-1] == want[:-1], (

@@ -14,8 +14,15 @@ from hypothesis import HealthCheck, settings
 from hypothesis.internal.conjecture import engine as _engine
 
 # One module per concern: options and loading, the clause report, ID files and expected failures, the
-# refactor check's baseline (each module's docstring names the hooks it owns).
-pytest_plugins = ["tests.support.plugin", "tests.support.report", "tests.support.idfiles", "tests.support.baseline"]
+# refactor check's baseline, each test's bound and what a fork that hangs, exits or crashes did (each
+# module's docstring names the hooks it owns).
+pytest_plugins = [
+    "tests.support.plugin",
+    "tests.support.watchdog",
+    "tests.support.report",
+    "tests.support.idfiles",
+    "tests.support.baseline",
+]
 
 # pytest-xdist already runs one worker per core: more than one intra-op thread per worker
 # oversubscribes the cores, and OpenMP's spinning threads then slow every worker down (about

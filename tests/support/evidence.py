@@ -24,6 +24,13 @@ from the name of a mutant or a library that misbehaved:
 5. The suite's own errors are not verdicts.  An exception that is not an assertion and was raised
    in the suite's own code (``suite_error``) is undecided for the test's clauses and reported as a
    bug of the suite, with its place.
+6. Values are checked where they enter the suite.  What the implementation returns (a
+   constructor's result: an nn.Module; its tensors; a forward's output: one Tensor of the stated
+   shape, of the input's dtype, on its device, finite where the input is finite) is checked before
+   the suite uses it, under the clause that defines it (tests/support/boundary.py, through the
+   ``impl`` fixture): a value that breaks its contract fails that clause, naming what was returned.
+   So an exception of the suite's own code is an error of the suite only where the
+   implementation's values met every contract.
 
 Blame.  A test that cites several clauses can say, where it fails, which of them the failure is
 about: ``with blame("SE-1"): assert ...``.  The exception carries the clause IDs; the report counts
@@ -156,11 +163,15 @@ def suite_error(exc: BaseException) -> str | None:
     tests/conformance/x.py:12"), else None.  That is: it is not an AssertionError and the innermost
     frame of its traceback, the code that raised it, is the suite's own (for an exception group:
     every member is such an error).  An exception raised in the implementation, or in torch on the
-    implementation's behalf, is a verdict as usual."""
+    implementation's behalf, is a verdict as usual, and so is a value that broke its contract where
+    it entered the suite (principle 6: ``boundary.BoundaryViolation``, not an ``Exception``, is
+    raised before the suite's code could fail on the value)."""
     exc = unwrap(exc)
     if isinstance(exc, BaseExceptionGroup) and not hasattr(exc, _BLAME):
         found = [suite_error(member) for member in exc.exceptions]
         return "; ".join(f for f in found if f) if all(found) else None
+    if hasattr(exc, "suite_error_text"):  # a call that did not return: tests/support/watchdog.py read its stack
+        return exc.suite_error_text
     if isinstance(exc, AssertionError) or not isinstance(exc, Exception):
         return None
     tb = exc.__traceback__

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import evidence, spec
+from tests.support import evidence, spec, watchdog
 from tests.support.plugin import IMPL_KEY
 
 REPORT_KEY = pytest.StashKey["ClauseReport"]()
@@ -220,10 +220,12 @@ _RECOGNISED: dict[tuple[str, int], str | None] = {}
 
 
 def recognised(erratum: str, module: ModuleType) -> str | None:
-    """The recogniser's finding for ``erratum`` in ``module``, computed once per module."""
+    """The recogniser's finding for ``erratum`` in ``module``, computed once per module; bounded in time,
+    and apart from this process under pytest-xdist (tests/support/watchdog.py): the implementation's code
+    runs there, and may hang, exit or crash."""
     key = (erratum, id(module))
     if key not in _RECOGNISED:
-        _RECOGNISED[key] = evidence.recognise(erratum, module)
+        _RECOGNISED[key] = watchdog.recognise(erratum, module)
     return _RECOGNISED[key]
 
 
@@ -308,7 +310,7 @@ def _short(report: pytest.TestReport) -> str:
     msg = " ".join(lines) if lines else (text.strip().splitlines() or [""])[-1]
     # Hypothesis' reproduction of the example (the test's call with the implementation's module repr)
     # follows the message; the message names the example's parts that matter.
-    msg = re.split(r" (?:Failing test case|Falsifying example): ", msg, maxsplit=1)[0]
+    msg = re.split(r" (?:Failing test case|Failing explicit example|Falsifying example): ", msg, maxsplit=1)[0]
     return msg[:400]
 
 

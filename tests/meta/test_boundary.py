@@ -301,9 +301,9 @@ def test_a_constructor_that_returns_no_module_fails_api_2(built, words):
     assert_verdict(violation(lambda: view.EfficientNet(0.5, 0.5, 5)), "API-2", "EfficientNet(0.5, 0.5, 5)", *words)
 
 
-def test_a_module_whose_tensors_are_not_the_default_dtype_or_not_tensors_fails_api_4():
+def test_a_module_whose_state_dict_holds_no_tensor_fails_api_4_whatever_its_dtype():
     double = boundary.checked(fake(EfficientNet=lambda *a: Net(*a).double()))
-    assert_verdict(violation(lambda: double.EfficientNet()), "API-4", "parameter head.weight is float64, want float32")
+    assert isinstance(double.EfficientNet(), nn.Module)  # a model kept in float64 is judged by what it computes
 
     class ExtraState(Net):
         def get_extra_state(self) -> Any:

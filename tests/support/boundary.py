@@ -8,8 +8,8 @@ forward's output to the module they return.  Every other name is the module's ow
 check is a contract of the clause that defines the value:
 
 - a constructor returns an ``nn.Module`` (API-2: called with valid arguments, it builds), whose
-  floating parameters and buffers have the default dtype and whose ``state_dict`` holds only
-  tensors (API-4);
+  ``state_dict`` holds only tensors (API-4; of any dtype: a model kept in float64 that returns its
+  input's dtype computes the same function);
 - the module's forward returns one Tensor, of its input's dtype (outside autocast), on its input's
   device, of the shape its clause states (the network's logits ``(N, n_classes)``: ARCH-6;
   ``conv_block``: BLOCK-1; ``SEBlock``: SE-2, the input's shape; an MBConv: BLOCK-3; a stage:
@@ -171,14 +171,7 @@ def _shape_text(shape: Shape) -> str:
 
 # --- The checks ----------------------------------------------------------------------------------
 def tensors_problem(module: nn.Module) -> str | None:
-    """API-4: every floating parameter and buffer has the default dtype (timm's float32), and the
-    ``state_dict`` holds only tensors (a module's extra state may be anything)."""
-    default = torch.get_default_dtype()
-    for kind, named in (("parameter", module.named_parameters()), ("buffer", module.named_buffers())):
-        for key, t in named:
-            if t.is_floating_point() and t.dtype != default:
-                dtype = str(t.dtype).removeprefix("torch.")
-                return f"its {kind} {key} is {dtype}, want {str(default).removeprefix('torch.')} (the default dtype)"
+    """API-4: the ``state_dict`` holds only tensors (a module's extra state may be anything)."""
     if any(type(m).get_extra_state is not nn.Module.get_extra_state for m in module.modules()):
         for key, value in module.state_dict().items():
             if not isinstance(value, Tensor):

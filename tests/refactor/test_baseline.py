@@ -137,6 +137,14 @@ def _relative_difference(actual: Tensor, expected: Tensor, floor: float) -> floa
     return diff if scale == 0 else diff / scale
 
 
+def statistics_floor(statistics: list[tuple[str, Tensor]], t: Tensor) -> float:
+    """A BN statistic is compared relative to at least the norm of a tensor of its size at the RMS of
+    its segment's statistics: the running mean of a BN whose input is a 1x1 convolution of a BN's
+    output in training mode is zero in exact arithmetic (the batch mean is 0), and two rounding
+    residues (1e-9) differ by 100% of themselves (a channels-last model: 0.14)."""
+    return torchutil.group_rms([u for _, u in statistics]) * t.numel() ** 0.5
+
+
 def gradient_floor(module: nn.Module) -> float:
     """GRAD_FLOOR times the largest gradient norm among the module's parameters."""
     norms = [p.grad.double().norm().item() for p in module.parameters() if p.grad is not None]
@@ -284,8 +292,10 @@ def compare_networks(model: nn.Module, base: nn.Module, case: str, size: int, n_
             result.add(f"{where}: gradient of {name} (baseline {base_name})", p.grad, q.grad, GRAD_TOL, floor)
         if previous is not None:
             result.add(f"{where}: gradient of its input", given.grad, base_trace.output_grads.get(previous), GRAD_TOL)
-        for (name, t), (base_name, u) in zip(buffers(part), buffers(base_part), strict=False):
-            result.add(f"{where}: {name} after the step (baseline {base_name})", t, u)
+        statistics = buffers(base_part)
+        for (name, t), (base_name, u) in zip(buffers(part), statistics, strict=False):
+            at_least = statistics_floor(statistics, u)
+            result.add(f"{where}: {name} after the step (baseline {base_name})", t, u, floor=at_least)
         previous = key
     out, _ = _train_step(model, x, probe, device)
     result.add("train mode, the whole network under the same seed: output", out, base_out, NETWORK_TOL)
@@ -337,8 +347,10 @@ def compare_blocks(model: nn.Module, base: nn.Module, case: str, x: Tensor) -> C
     for (name, p), (base_name, q) in reversed(named):
         result.add(f"gradient of {name} (baseline {base_name})", p.grad, q.grad, GRAD_TOL, floor)
     result.add("gradient of the input", *input_grads, GRAD_TOL)
-    for (name, t), (base_name, u) in zip(buffers(model), buffers(base), strict=False):
-        result.add(f"{name} after the training step (baseline {base_name})", t, u)
+    statistics = buffers(base)
+    for (name, t), (base_name, u) in zip(buffers(model), statistics, strict=False):
+        at_least = statistics_floor(statistics, u)
+        result.add(f"{name} after the training step (baseline {base_name})", t, u, floor=at_least)
     return result
 
 

@@ -85,6 +85,13 @@ def copy_weights_in_order(src: nn.Module, dst: nn.Module) -> None:
             d.copy_(s.reshape(d.shape))
 
 
+def group_rms(group: list[Tensor]) -> float:
+    """The root mean square of every entry of a group of tensors (integer counters left out)."""
+    floats = [t.detach().double() for t in group if t.is_floating_point()]
+    count = sum(t.numel() for t in floats)
+    return (sum(t.pow(2).sum().item() for t in floats) / count) ** 0.5 if count else 0.0
+
+
 def group_rel_errs(actual: list[Tensor], expected: list[Tensor]) -> list[float]:
     """Relative L2 error of each tensor of a group (a model's gradients, its state after a step)
     against the larger of its own norm and the norm of a tensor of its size whose entries have the
@@ -92,8 +99,7 @@ def group_rel_errs(actual: list[Tensor], expected: list[Tensor]) -> list[float]:
     followed by a BatchNorm in training mode, through a 1x1 convolution) is a rounding residue in
     both computations: relative to itself the residues differ by 100%, relative to the group's
     scale they are nothing.  Tensors are compared up to size-1 dimensions (``same_layout``)."""
-    total = sum(e.detach().double().pow(2).sum().item() for e in expected)
-    rms = (total / max(1, sum(e.numel() for e in expected))) ** 0.5
+    rms = group_rms(expected)
     errs = []
     for a, e in zip(actual, expected, strict=True):
         a, e = a.detach().double().cpu(), e.detach().double().cpu()

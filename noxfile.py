@@ -125,7 +125,8 @@ def mutate(session: nox.Session) -> None:
 
 @nox.session
 def rewrites(session: nox.Session) -> None:
-    """Generated correct rewrites of effnet and of the tutorial (fixed): each must be accepted."""
+    """Generated correct rewrites of effnet and of the tutorial (fixed): each must be accepted; the
+    summary gives the acceptance rate (accepted / pairs judged)."""
     python = _python(session)
     session.run(python, "tests/mutants/rewrites.py", *session.posargs, env=_env(), external=True)
 
@@ -133,7 +134,7 @@ def rewrites(session: nox.Session) -> None:
 @nox.session
 def generated(session: nox.Session) -> None:
     """The generators' tests alone (tests/mutants/test_generated.py, also part of tests): a seeded
-    sample of 8 mutants (first failure) and 4 rewrites (combined)."""
+    sample of 8 mutants (first failure) and 10 named rewrites of the tutorial (combined)."""
     python = _python(session)
     session.run(
         python,

@@ -1,18 +1,18 @@
-"""The generators of tests/mutants/generate.py and rewrites.py, and a small seeded leg of each.
+"""The generators of tests/mutants/generate.py and rewrites.py, and a small leg of each.
 
 The unit tests are cheap (about 15 s): cosmic-ray still enumerates effnet/model.py's mutations, the
 sample is seeded and extends, every rewrite still finds its construct in effnet and in the tutorial.
 
 The two legs judge a few generated mutants (`--first-failure`: each must be rejected, or accepted
-when REF-1 finds it equivalent) and a few generated rewrites (all of a base's in one fork,
-`--combine`: accepted), so that a change to the suite that rejects correct code or lets a generated
-bug through cannot land unnoticed.  They run in `nox -s tests` (and so in CI; they are marked slow,
-so `-m "not slow"` leaves them out).  Their cost is set by the equivalent mutants and the rewrites:
-each is a whole conformance run (70 to 130 s of CPU), a rejected mutant 5 to 60 s.  The mutant leg
-is the first 8 of seed 0's sample, the draw docs/generated-mutants.md reports on (1 of those 8 was
-equivalent there; a change to effnet/model.py redraws it); seed 17's first 8 held 3 equivalent
-mutants and cost 459 s of CPU.  The measurement itself is `nox -s mutate -- --sample 100 --seed 0`
-and `nox -s rewrites`; `nox -s generated` runs this module alone.
+when REF-1 finds it equivalent) and ten named rewrites (all applied to the tutorial in one fork,
+`--combine`: accepted, each of them applied), so that a change to the suite that rejects correct
+code or lets a generated bug through cannot land unnoticed.  They run in `nox -s tests` (and so in
+CI; they are marked slow, so `-m "not slow"` leaves them out).  Their cost is set by the equivalent
+mutants and the rewrites: each is a whole conformance run (70 to 130 s of CPU), a rejected mutant 5
+to 60 s.  The mutant leg is the first 8 of seed 0's sample, the draw docs/generated-mutants.md
+reports on (1 of those 8 was equivalent there; a change to effnet/model.py redraws it); seed 17's
+first 8 held 3 equivalent mutants and cost 459 s of CPU.  The measurement itself is
+`nox -s mutate -- --sample 100 --seed 0` and `nox -s rewrites`; `nox -s generated` runs this module alone.
 """
 
 from __future__ import annotations
@@ -31,7 +31,21 @@ from tests.support import subrun
 
 ROOT = Path(__file__).resolve().parents[2]
 MUTANTS, MUTANT_SEED = 8, 0  # the CI leg: the first 8 of docs/generated-mutants.md's draw, --first-failure
-REWRITES, REWRITE_SEED = 4, 17  # and 4 rewrites of the tutorial (fixed), in one fork
+# and these rewrites of the tutorial (fixed), in one fork: the four of the former seeded draw (seed 17 of
+# the first six) and six of the classes users make (in place, functional SE, padding='same',
+# torchvision's drop path, a ModuleList of stages).  Named, so that a new rewrite does not redraw it.
+REWRITES = (
+    "batchnorm-applies-activation",
+    "kaiming-init",
+    "conv-block-without-identity",
+    "silu-as-x-sigmoid-x",
+    "inplace-silu",
+    "se-functional",
+    "padding-same",
+    "inplace-residual-add",
+    "torchvision-stochastic-depth",
+    "stages-modulelist",
+)
 # Beside other xdist workers (one per core): one run at a time, on one torch thread (_run).
 JOBS = "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2"
 
@@ -121,6 +135,31 @@ def test_a_rewrite_refuses_a_construct_it_would_change():
         rewrites.rewrite(max_pool, inline)
 
 
+_SE = "class SEBlock:\n    def __init__(self, c):\n        self.excitation = nn.Sequential({})\n"
+_SE += "    def forward(self, x):\n        return x * self.excitation(x.mean((2, 3), keepdim=True))\n"
+_MBCONV = "class MBConv:\n    def forward(self, x):\n        residual = x\n        out = self.branch(x)\n{}"
+
+
+@pytest.mark.parametrize(
+    ("name", "source", "message"),
+    [
+        # A padding other than (k - 1) // 2, or a stride-2 1x1 convolution: 'same' would change the function.
+        ("padding-same", "def f(k):\n    return nn.Conv2d(3, 8, k, stride=2, padding=1)\n", "padding"),
+        ("padding-same", "def f():\n    return nn.Conv2d(3, 8, 1, stride=2)\n", "padding"),
+        # A 3x3 convolution in the SE: not a Linear layer.
+        ("se-linear", _SE.format("nn.Conv2d(c, c, 3, padding=1)"), "1x1 Conv2d"),
+        # The input added to itself, or the residual added twice: nothing to add in place.
+        ("inplace-residual-add", _MBCONV.format("        return x + residual\n"), "not once"),
+        ("inplace-residual-add", _MBCONV.format("        out = out + x\n        out = out + residual\n"), "not once"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and "\n" not in v and " " not in v else "",
+)
+def test_a_user_rewrite_refuses_a_construct_it_would_change(name, source, message):
+    chosen = next(r for r in rewrites.REWRITES if r.name == name)
+    with pytest.raises(rewrites.NotApplicable, match=message):
+        rewrites.rewrite(source, chosen)
+
+
 def _run(script: str, args: list[str], out: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "EFFNET_HYPOTHESIS"))}
     # The scripts give each run cpu_count // jobs torch threads unless OMP_NUM_THREADS says otherwise.
@@ -151,25 +190,17 @@ def test_a_seeded_sample_of_generated_mutants_is_judged_as_required(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.long
-def test_a_seeded_sample_of_generated_rewrites_is_accepted(tmp_path):
+def test_named_generated_rewrites_of_the_tutorial_combined_are_accepted(tmp_path):
     # The tutorial (fixed) where its text is at hand (tests/forks/tutorial.py), else effnet.
     base = "tutorial" if rewrites.tutorial_base() is not None else "effnet"
-    args = [
-        "--sample",
-        str(REWRITES),
-        "--seed",
-        str(REWRITE_SEED),
-        "--base",
-        base,
-        "--combine",
-        "--no-refactor-check",
-        "--no-base-check",
-    ]
+    args = [*(a for name in REWRITES for a in ("--only", name)), "--base", base, "--combine"]
+    args += ["--no-refactor-check", "--no-base-check"]
     done = _run("rewrites.py", args, tmp_path)
     report = tmp_path / "generated-rewrites.json"
     assert report.exists(), done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads(report.read_text())["results"]
     assert all(r["ok"] for r in results), (tmp_path / "generated-rewrites.md").read_text()
-    judged = [r for r in results if r["rewrite"]]  # one fork of the base with every drawn rewrite
-    seen = [(r["base"], len(r["rewrite"].split("+")), r["outcome"]) for r in judged]
-    assert seen == [(base, REWRITES, "accepted")], f"the leg judged {[(r['base'], r['rewrite']) for r in results]}"
+    judged = [r for r in results if r["rewrite"]]  # one fork of the base with every named rewrite
+    seen = [(r["base"], sorted(r["rewrite"].split("+")), r["outcome"]) for r in judged]
+    want = [(base, sorted(REWRITES), "accepted")]
+    assert seen == want, f"the leg judged {[(r['base'], r['rewrite']) for r in results]}"

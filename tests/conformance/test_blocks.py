@@ -45,7 +45,8 @@ class BN:
     eps: float = BN_EPS
 
     def __call__(self, x: Tensor) -> Tensor:
-        return F.batch_norm(x, self.mean, self.var, self.weight, self.bias, training=False, eps=self.eps)
+        t = [u.double() for u in (self.mean, self.var, self.weight, self.bias)]
+        return F.batch_norm(x.double(), *t, training=False, eps=self.eps)
 
 
 @dataclass
@@ -57,9 +58,9 @@ class SETensors:
 
     def gate(self, x: Tensor) -> Tensor:
         """SE-1, SE-2: sigmoid(expand(SiLU(reduce(channel means))))."""
-        s = x.mean((2, 3), keepdim=True)
-        s = F.silu(F.conv2d(s, self.reduce_weight, self.reduce_bias))
-        return torch.sigmoid(F.conv2d(s, self.expand_weight, self.expand_bias))
+        s = x.double().mean((2, 3), keepdim=True)  # the oracle computes in float64, whatever the module keeps
+        s = F.silu(F.conv2d(s, self.reduce_weight.double(), self.reduce_bias.double()))
+        return torch.sigmoid(F.conv2d(s, self.expand_weight.double(), self.expand_bias.double()))
 
 
 # A layout is the (kind, shape) of every state_dict entry in API-4 order; the kind says how
@@ -170,14 +171,16 @@ def reference_mbconv(
 
 
 def reference_branch(x: Tensor, p: MBConvTensors, cfg: BlockConfig, se: Callable[[Tensor], Tensor] | None) -> Tensor:
-    h = x
+    """In float64 from the block's tensors, whatever dtype it keeps them in (``se`` gets and returns
+    the input's dtype)."""
+    h = x.double()
     if p.expand is not None:
-        h = F.silu(p.expand[1](F.conv2d(h, p.expand[0])))
+        h = F.silu(p.expand[1](F.conv2d(h, p.expand[0].double())))
     k = cfg.kernel_size
-    h = F.conv2d(h, p.depthwise[0], stride=cfg.stride, padding=(k - 1) // 2, groups=h.shape[1])
+    h = F.conv2d(h, p.depthwise[0].double(), stride=cfg.stride, padding=(k - 1) // 2, groups=h.shape[1])
     h = F.silu(p.depthwise[1](h))
-    h = se(h) if se is not None else h * p.se.gate(h)
-    return p.project[1](F.conv2d(h, p.project[0]))
+    h = se(h.to(x.dtype)).double() if se is not None else h * p.se.gate(h)
+    return p.project[1](F.conv2d(h, p.project[0].double())).to(x.dtype)
 
 
 def own_se(block: nn.Module, cfg: BlockConfig) -> nn.Module | None:
@@ -275,17 +278,26 @@ def test_conv_block_computes_conv_then_batchnorm_then_silu(impl, device, args, h
     bn = BN(*tensors[-5:-1], eps=_own_eps(block, 1)[0]) if args.bn else None
     size = args.kernel_size - 2 * args.padding  # the smallest input the convolution accepts, plus h, w
     x = torch.randn(2, args.in_channels, max(1, size + h), max(1, size + w), generator=torch.Generator().manual_seed(4))
-    conv = F.conv2d(x, weight, bias, args.stride, args.padding, groups=args.groups)
-    block.to(device)
+    # The oracle in float64, whatever dtype the block keeps its tensors in.
+    conv = F.conv2d(
+        x.double(),
+        weight.double(),
+        None if bias is None else bias.double(),
+        args.stride,
+        args.padding,
+        groups=args.groups,
+    )
+    block.to(device, torch.float64)  # training-mode BN on a few values is ill-conditioned: float32 moves it by 1e-4
     for mode in ("eval", "training"):
         if mode == "eval":
             normed = bn(conv) if bn is not None else conv
         else:
-            normed = F.batch_norm(conv, None, None, bn.weight, bn.bias, True, eps=bn.eps) if bn is not None else conv
+            affine = (bn.weight.double(), bn.bias.double()) if bn is not None else (None, None)
+            normed = F.batch_norm(conv, None, None, *affine, True, eps=bn.eps) if bn is not None else conv
         want = F.silu(normed) if args.act else normed
         block.train(mode == "training")
         with torch.no_grad():
-            got = block(x.to(device)).cpu()
+            got = block(x.to(device, torch.float64)).cpu()
         parts = " then ".join(["conv", *(["BatchNorm"] if args.bn else []), *(["SiLU"] if args.act else [])])
         assert got.shape == want.shape, f"conv_block{args}: output shape {tuple(got.shape)}, want {tuple(want.shape)}"
         err = torchutil.rel_err(got, want)

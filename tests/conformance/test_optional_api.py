@@ -13,6 +13,7 @@ from tests.support import reference, spec, torchutil
 from tests.support.evidence import blame
 from tests.support.impl import require_optional
 
+STAGES_TOL = 1e-9
 OPTIONAL_VARIANTS = [n for n in spec.variants() if spec.variant(n).get("optional", False)]  # b8, l2
 
 
@@ -36,8 +37,10 @@ def test_larger_variant_has_the_specified_architecture(impl, name):
 def test_forward_stages_returns_the_seven_stage_outputs(impl, device):
     require_optional(impl, "EfficientNet.forward_stages")
     torch.manual_seed(0)
-    model = impl.EfficientNet(0.25, 0.34, n_classes=7).to(device).eval()
-    x = torch.randn(2, 3, 45, 38, device=device)
+    # float64: forward_stages may order its sums otherwise than forward (another function, the same
+    # stages); in float64 that stays below 1e-12, a stage taken from the wrong place is off by far more.
+    model = impl.EfficientNet(0.25, 0.34, n_classes=7).to(device, torch.float64).eval()
+    x = torch.randn(2, 3, 45, 38, device=device, dtype=torch.float64)
     seen = reference.record(model, reference.impl_taps(model), x)
     with torch.no_grad():
         outputs = model.forward_stages(x)
@@ -45,7 +48,8 @@ def test_forward_stages_returns_the_seven_stage_outputs(impl, device):
     for i, out in enumerate(outputs):
         expected = seen[f"stage {i}"]
         assert out.shape == expected.shape, f"stage {i}: shape {tuple(out.shape)}, forward had {tuple(expected.shape)}"
-        assert torch.equal(out, expected), f"stage {i}: forward_stages differs from the stage's output in forward"
+        err = torchutil.margin("API-6 stage outputs", torchutil.rel_err(out, expected), STAGES_TOL)
+        assert err <= STAGES_TOL, f"stage {i}: forward_stages differs from the stage's output in forward by {err:.2e}"
 
 
 def _build(impl, factory: str, **kwargs: float) -> torch.nn.Module:

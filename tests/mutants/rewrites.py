@@ -45,8 +45,7 @@ same rewrite applies to effnet/model.py and to a fork written in the tutorial's 
                                   (NUM-3, SEQ-2) and calls the parts on their own: a float32 input gives a
                                   float32 output, computed in float64, and `.float()` / `.double()` on the
                                   model still work (a model that only took float64 would not be the tutorial's
-                                  API, and casting only at the model's boundary would break the parts).  Its
-                                  tensors are float64 where API-4 asks for the default dtype: api_form API-4
+                                  API, and casting only at the model's boundary would break the parts).
     compile-blocks                MBConv.forward is torch.compile'd (inductor, lazily at a block's first
                                   call; a class attribute, so that a deep copy runs its own parameters), with
                                   torch._inductor.config.fallback_random so that the compiled drop path draws
@@ -76,10 +75,9 @@ Each (rewrite, base) pair is judged in two runs forked from run.py's preloaded s
    rewrite REF-1 rejects is not function-preserving, a bug of the rewrite (INVALID), not a verdict
    on the suite.  `--no-refactor-check` skips it (the CI leg does).
 2. `pytest tests/conformance -m "not slow" --report OUT` (profile ci).  Expected: accepted, or failing
-   only the API clauses whose form the rewrite changes (`api_form` below: float64-parameters
-   changes the dtype of the tensors, which API-4 defines), named as such.  Anything else is a
-   FALSE POSITIVE of the suite.  (A REF-1 whose test fails on a premise, another clause's contract
-   such as API-4's dtype, is reported "undecided", not as a difference.)
+   only the API clauses whose form the rewrite changes (`api_form` below; none of these changes
+   the API's form), named as such.  Anything else is a FALSE POSITIVE of the suite.  (A REF-1 whose
+   test fails on a premise, another clause's contract, is reported "undecided", not as a difference.)
 
 The table ends with the acceptance rate: the pairs whose fork the suite accepted, of the pairs
 judged (a rewrite that finds no construct in a base is not judged there).
@@ -948,7 +946,6 @@ REWRITES = (  # in the order in which they compose (compose() applies them in th
         "float64-parameters",
         "every module is built in float64 and computes in it, returning its input's dtype",
         float64_parameters,
-        api_form=("API-4",),  # every floating parameter and buffer has the default dtype (float32)
     ),
     Rewrite(
         "compile-blocks", "MBConv.forward is compiled by torch.compile (lazily, at the first call)", compile_blocks

@@ -488,14 +488,15 @@ def test_se_squeezes_to_a_quarter_of_the_block_input(impl, n_in, n_out):
         layout = _mbconv_layout(BlockConfig(n_in, n_out, e, 3, 1))
         before_se = 12 if e > 1 else 6  # API-4: expand conv and BN (MBConv6 only), depthwise conv and BN
         shapes = [tuple(t.shape) for t in block.state_dict().values()]
-        with blame("BLOCK-3"):
+        with blame("BLOCK-3", "ARCH-3"):  # MBConv's layers; mbconv1/mbconv6's expansion (the stage's block type)
             want = [shape for _, shape in layout[:before_se]]
             same = len(shapes) > before_se and all(
                 torchutil.same_layout(g, w) for g, w in zip(shapes[:before_se], want, strict=True)
             )
             assert same, (
-                f"premise BLOCK-3: {name}({n_in}, {n_out}): the tensors before the SE are {shapes[:before_se]}, "
-                f"want (API-4 order) {want}: an expansion to {e * n_in} channels and a depthwise convolution"
+                f"premise BLOCK-3, ARCH-3: {name}({n_in}, {n_out}): the tensors before the SE are "
+                f"{shapes[:before_se]}, want (API-4 order) {want}: an expansion to {e * n_in} channels and a "
+                "depthwise convolution"
             )
         se_reduce = shapes[before_se]
         want_reduce = (rd, e * n_in, 1, 1)

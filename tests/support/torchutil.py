@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import operator
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import Tensor, nn
@@ -50,13 +51,16 @@ def same_layout(a: tuple[int, ...] | torch.Size, b: tuple[int, ...] | torch.Size
     return layout(a) == layout(b)
 
 
-def first_shape_mismatch(actual: nn.Module, expected: nn.Module) -> str | None:
-    """None when both state_dicts have tensors of the same shapes (up to size-1 dimensions:
-    ``same_layout``) in the same order, else a message naming the first differing position with
-    both modules' names there."""
+def first_shape_mismatch(
+    actual: nn.Module, expected: nn.Module, same: Callable[[tuple[int, ...], tuple[int, ...]], bool] | None = None
+) -> str | None:
+    """None when both state_dicts have tensors of the same shapes (by ``same``; default: up to size-1
+    dimensions, ``same_layout``) in the same order, else a message naming the first differing
+    position with both modules' names there."""
+    same = same or same_layout
     a, e = shape_sequence(actual), shape_sequence(expected)
     for i, (x, y) in enumerate(zip(a, e, strict=False)):
-        if not same_layout(x[1], y[1]):
+        if not same(x[1], y[1]):
             return f"position {i}: {x[0]} has shape {x[1]}, reference {y[0]} has shape {y[1]}"
     if len(a) != len(e):
         extra = a[len(e)] if len(a) > len(e) else e[len(a)]
@@ -65,13 +69,9 @@ def first_shape_mismatch(actual: nn.Module, expected: nn.Module) -> str | None:
 
 
 def first_exact_shape_mismatch(actual: nn.Module, expected: nn.Module) -> str | None:
-    """Like ``first_shape_mismatch``, but size-1 dimensions count too: None exactly when
-    ``expected``'s state_dict loads into ``actual`` unchanged."""
-    a, e = shape_sequence(actual), shape_sequence(expected)
-    for i, (x, y) in enumerate(zip(a, e, strict=False)):
-        if x[1] != y[1]:
-            return f"position {i}: {x[0]} has shape {x[1]}, reference {y[0]} has shape {y[1]}"
-    return None if len(a) == len(e) else f"{len(a)} tensors vs the reference's {len(e)}"
+    """``first_shape_mismatch`` with size-1 dimensions counted too: None exactly when ``expected``'s
+    state_dict loads into ``actual`` unchanged."""
+    return first_shape_mismatch(actual, expected, operator.eq)
 
 
 def copy_weights_in_order(src: nn.Module, dst: nn.Module) -> None:

@@ -67,16 +67,25 @@ def measure(impl: str, profile: str, jobs: int) -> list[dict[str, float]]:
     return records
 
 
+def _named_impl(value: str) -> tuple[str, str]:
+    name, sep, path = value.partition("=")
+    if not (sep and name and path):
+        raise argparse.ArgumentTypeError(f"--impl must be NAME=PATH (a module name or a .py path), got {value!r}")
+    return name, path
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="thorough", help="hypothesis profile (default thorough)")
     parser.add_argument("-k", action="append", default=[], help="only implementations whose name contains it")
     parser.add_argument("-n", type=int, default=2, help="pytest-xdist workers per run (default 2)")
-    parser.add_argument("--impl", action="append", default=[], metavar="NAME=PATH", help="another implementation")
+    parser.add_argument(
+        "--impl", action="append", default=[], type=_named_impl, metavar="NAME=PATH", help="another implementation"
+    )
     args = parser.parse_args()
     rows, short = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        found = implementations(Path(tmp)) | dict(item.split("=", 1) for item in args.impl)
+        found = implementations(Path(tmp)) | dict(args.impl)
         for name, impl in found.items():
             if args.k and not any(k in name for k in args.k):
                 continue

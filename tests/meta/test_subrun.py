@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -58,3 +59,33 @@ def test_a_run_past_its_timeout_raises_timeout_expired(tmp_path: Path) -> None:
     args = ["-p", "no:cacheprovider", "-q", "--rootdir", str(tmp_path), "test_sleeps.py"]
     with pytest.raises(subprocess.TimeoutExpired):
         subrun.pytest(args, cwd=tmp_path, timeout=2)
+
+
+OUTLIVES_THE_SERVER = """
+import multiprocessing, multiprocessing.forkserver, os, signal, sys, threading, time
+from pathlib import Path
+sys.path.insert(0, {root!r})
+from tests.support import subrun
+
+def end_the_server():
+    time.sleep(1.5)  # the run has started (it sleeps 3 s)
+    os.kill(multiprocessing.forkserver._forkserver._forkserver_pid, signal.SIGKILL)
+
+threading.Thread(target=end_the_server).start()
+env = {{k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "PYTEST_ADDOPTS")}}
+args = ["-p", "no:cacheprovider", "-q", "test_slow.py"]
+server = multiprocessing.get_context("forkserver")
+code, _, cpu = subrun.run_pytest_to(args, Path("out.txt"), env, 60, server, Path.cwd())
+print(code, cpu is not None)
+"""
+
+
+def test_a_run_that_outlives_the_forkserver_keeps_its_own_status(tmp_path: Path) -> None:
+    """The server that forks the runs can end while a run goes on (killed, or under load: CPython issue
+    140867), and multiprocessing then reports 255 for the run (seen in CI for a mutant whose run had
+    ended normally).  The status is the one the run wrote, after it has ended."""
+    test = "import time\n\ndef test_slow_then_fails():\n    time.sleep(3)\n    assert False\n"
+    (tmp_path / "test_slow.py").write_text(test)
+    script = OUTLIVES_THE_SERVER.format(root=str(subrun.ROOT))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.stdout.split() == ["1", "True"], result.stdout + result.stderr

@@ -21,6 +21,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -90,8 +91,32 @@ def _child(args: list[str], out: str, err: str, env: dict[str, str], cwd: str) -
     sys.stdout.flush()
     sys.stderr.flush()
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    Path(out).with_suffix(".cpu").write_text(f"{usage.ru_utime + usage.ru_stime:.2f}")
+    # The status and CPU time, written by the run itself: the forkserver's report of a child's status
+    # is lost when the server ends first (Process.exitcode is then 255; CPython issue 140867).
+    Path(out).with_suffix(".exit").write_text(f"{code} {usage.ru_utime + usage.ru_stime:.2f}")
     os._exit(code)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # the number was taken by another user's process: ours has ended
+        return False
+    return True
+
+
+def _status_written(exit_file: Path, pid: int, deadline: float) -> tuple[int, float] | None:
+    """The status and CPU time that the run forked from the server wrote on its way out, waiting (until
+    ``deadline``) while it still runs; None when it ended without writing them."""
+    while True:
+        if exit_file.exists():
+            code, cpu = exit_file.read_text().split()
+            return int(code), float(cpu)
+        if not _alive(pid) or time.monotonic() > deadline:
+            return None
+        time.sleep(0.05)
 
 
 def _forkable(env: Mapping[str, str]) -> bool:
@@ -114,20 +139,28 @@ def run_pytest_to(
     err = err or out
     start = time.perf_counter()
     if preload is not None and _forkable(env):
-        cpu_file = out.with_suffix(".cpu")
-        cpu_file.unlink(missing_ok=True)
+        exit_file = out.with_suffix(".exit")
+        exit_file.unlink(missing_ok=True)
         process = preload.Process(target=_child, args=(args, str(out), str(err), dict(env), str(cwd)))
         process.start()
+        deadline = time.monotonic() + (timeout if timeout is not None else float("inf"))
         process.join(timeout)
         returncode: int | None
         if process.is_alive():
             process.kill()
             process.join()
-            returncode = None
-        else:
-            returncode = process.exitcode
-        cpu = float(cpu_file.read_text()) if cpu_file.exists() else None
-        return returncode, time.perf_counter() - start, cpu
+            return None, time.perf_counter() - start, None
+        returncode = process.exitcode
+        # What the run wrote decides; the server's report only where the run wrote nothing (a crash).
+        # With the server gone the run may still be going on, orphaned: it is waited for.
+        assert process.pid is not None
+        written = _status_written(exit_file, process.pid, deadline)
+        if written is not None:
+            return written[0], time.perf_counter() - start, written[1]
+        if _alive(process.pid):  # orphaned, past the deadline
+            os.kill(process.pid, signal.SIGKILL)
+            return None, time.perf_counter() - start, None
+        return returncode, time.perf_counter() - start, None
     with open(out, "w") as out_file, open(err, "a") as err_file:
         try:
             returncode = subprocess.run(

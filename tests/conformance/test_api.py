@@ -16,14 +16,20 @@ from tests.support import impl as impl_api
 @pytest.mark.clause("API-1")
 @pytest.mark.parametrize("name", impl_api.REQUIRED_NAMES)
 def test_required_name_exists(impl, name):
-    assert hasattr(impl, name), f"the implementation lacks {name}"
+    module = boundary.unchecked(impl)
+    assert hasattr(module, name), f"the implementation lacks {name}"
+    if name in impl_api.SIGNATURES:
+        assert callable(getattr(module, name)), f"{name} is not callable"
 
 
 @pytest.mark.clause("API-2")
 @pytest.mark.parametrize("name", sorted(impl_api.SIGNATURES))
 def test_signature_matches_tutorial(impl, name):
-    params = list(inspect.signature(getattr(impl, name)).parameters.values())
-    problems = impl_api._signature_problems(boundary.unchecked(impl), name, params, impl_api.SIGNATURES[name])
+    module = boundary.unchecked(impl)
+    if not callable(getattr(module, name, None)):
+        pytest.skip(f"undecided: needs {name}, which the implementation lacks or cannot call (clause API-1)")
+    params = list(inspect.signature(getattr(module, name)).parameters.values())
+    problems = impl_api._signature_problems(module, name, params, impl_api.SIGNATURES[name])
     assert not problems, problems[0]
 
 

@@ -71,7 +71,10 @@ def test_drop_rate_keyword_sets_the_classifier_dropout(impl, factory):
     torch.manual_seed(0)
     for rate in (0.0, 0.5):
         head = _head(_build(impl, factory, drop_rate=rate), factory)
-        width = list(head.state_dict().values())[-2].shape[1]  # API-4: the classifier weight, then its bias
+        weights = [t for t in head.state_dict().values() if t.dim() == 2]  # the classifier's (n_classes, width)
+        with blame("ARCH-4"):
+            assert weights, f"{factory}(drop_rate={rate}): the head holds no classifier weight"
+        width = weights[-1].shape[1]
         # One sample repeated, in memory of its own: a head with in-place dropout (torchvision's) must not
         # meet an expanded view, whose rows alias one another.
         features = torch.randn(1, width).expand(4000, width).contiguous()

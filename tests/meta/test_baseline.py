@@ -105,7 +105,7 @@ def test_a_one_line_change_fails_naming_the_first_diverging_block(tmp_path: Path
             "no-such-ref~7",
             f"--baseline no-such-ref~7: neither a git revision of {ROOT} nor an importable module or .py file",
         ),
-        ("json", "--baseline json (module json) is not the EfficientNet API: lacks required name(s) conv_block"),
+        ("json", "--baseline json (module json) is not the EfficientNet API: it defines no network constructor"),
     ],
     ids=["unknown_ref", "not_the_api"],
 )

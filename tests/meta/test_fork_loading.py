@@ -1,10 +1,12 @@
 """Loading a fork (tests/support/impl.py, plugin.py): one clear message, never a traceback.
 
 A fork that cannot be imported (a syntax error, an exception or ``sys.exit`` at import, a missing
-dependency), lacks a required name (API-1), or has a wrong signature (API-2) stops pytest in
-``pytest_configure`` with one ``ERROR:`` message naming the problem and the exit status 4 (usage
-error), before any test runs, also under pytest-xdist and through ``nox -s verify``.  Optional
-parts of the API (API-5, API-6, API-7) are skipped with a reason when a fork lacks them.
+dependency) or defines no network constructor stops pytest in ``pytest_configure`` with one
+``ERROR:`` message naming the problem and the exit status 4 (usage error), before any test runs,
+also under pytest-xdist and through ``nox -s verify``.  A fork that lacks a required name (API-1) or
+defines one with another signature (API-2) is judged on what it defines: API-1 or API-2 fails on
+that name, the tests that need it are undecided, and every other clause is judged.  Optional parts
+of the API (API-5, API-6, API-7) are skipped with a reason when a fork lacks them.
 """
 
 from __future__ import annotations
@@ -53,18 +55,6 @@ BROKEN = {
         "def scale_width(w: float, w_factor: float) -> int",
         r"cannot test the implementation: --impl {path}: SyntaxError in {path}, line \d+: expected ':'",
     ),
-    "missing_sequential": (
-        "def EfficientNetSequential(",
-        "def EfficientNetAsSequential(",
-        r"--impl {path} is not the EfficientNet API:\n\s+lacks required name\(s\) EfficientNetSequential "
-        r"\(clause API-1\)",
-    ),
-    "scale_width_swapped": (
-        "def scale_width(w: float, w_factor: float) -> int:",
-        "def scale_width(w_factor: float, w: float) -> int:",
-        r"--impl {path} is not the EfficientNet API:\n\s+scale_width\(w_factor, w\) does not match the required "
-        r"signature scale_width\(w, w_factor\) \(clause API-2\)",
-    ),
     # The next three break before the fork imports torch: no need to pay for it.
     "raises_at_import": (
         "import math\n",
@@ -92,6 +82,45 @@ def assert_one_clear_message(returncode: int, output: str, pattern: str) -> None
     errors = [line for line in output.splitlines() if line.startswith("ERROR")]
     assert len(errors) == 1, f"{len(errors)} ERROR lines instead of one:\n{output}"
     assert not re.search(r"\d+ (passed|failed)", output), f"tests ran:\n{output}"
+
+
+# name -> (old text, new text, the root cause, its message as a regex): a verdict, API-1 or API-2 its
+# only failed clause, the tests that need the name undecided.
+PARTIAL = {
+    "missing_sequential": (
+        "def EfficientNetSequential(",
+        "def EfficientNetAsSequential(",
+        "API-1",
+        r"test_required_name_exists\[EfficientNetSequential\]: AssertionError: the implementation lacks "
+        "EfficientNetSequential",
+    ),
+    "scale_width_swapped": (
+        "def scale_width(w: float, w_factor: float) -> int:",
+        "def scale_width(w_factor: float, w: float) -> int:",
+        "API-2",
+        r"scale_width\(w_factor, w\) does not match the required signature scale_width\(w, w_factor\)",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PARTIAL))
+def test_fork_lacking_part_of_the_api_gets_a_verdict_on_the_rest(tmp_path: Path, name: str) -> None:
+    old, new, root, pattern = PARTIAL[name]
+    path = fork(tmp_path, name, old, new)
+    returncode, output = run("--impl", str(path))
+    assert returncode == 1, f"exit status {returncode}, not 1 (tests failed):\n{output}"
+    assert re.search(rf"^root cause {root} \(.*{pattern}", output, re.M), output
+    assert re.search(rf"verdict: .* does NOT conform: 1 of \d+ clauses failed \({root}\)", output), output
+    assert "undecided: needs " in output, f"no test was left undecided for the missing name:\n{output}"
+
+
+def test_fork_without_a_network_constructor_gets_one_clear_message(tmp_path: Path) -> None:
+    names = ", ".join(impl_api.NETWORK_CONSTRUCTORS)
+    path = tmp_path / "no_network.py"
+    path.write_text(f"{SOURCE.read_text()}\n\ndel {names}\n")
+    returncode, output = run("--impl", str(path))
+    pattern = rf"--impl {re.escape(str(path))} is not the EfficientNet API: it defines no network constructor"
+    assert_one_clear_message(returncode, output, pattern)
 
 
 @pytest.mark.parametrize("name", sorted(BROKEN))

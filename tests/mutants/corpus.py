@@ -45,6 +45,9 @@ class Fork:
     root_causes_reason: str = ""
     # A variation never judged in a combination with others (``combine``), and why.
     alone: str = ""
+    # A mutant whose network computes what effnet's does (a helper's form): why its network-only form
+    # (run.py --network-only) has nothing to reject.
+    network_unchanged: str = ""
 
     @property
     def expected_roots(self) -> tuple[str, ...]:
@@ -86,7 +89,7 @@ def load(path: Path = CORPUS) -> list[Fork]:
 def _parse(kind: str, index: int, entry: dict[str, Any], problems: list[str]) -> Fork | None:
     where = f"[[{kind}]] #{index + 1} ({entry.get('name', '?')})"
     allowed = {"name", "description", "clauses", "patch", "root_causes", "root_causes_reason"}
-    allowed |= {"alone"} if kind == "variation" else set()
+    allowed |= {"alone"} if kind == "variation" else {"network_unchanged"}
     if extra := set(entry) - allowed:
         problems.append(f"{where}: unknown keys {sorted(extra)}")
     name, description = entry.get("name", ""), entry.get("description", "")
@@ -111,7 +114,8 @@ def _parse(kind: str, index: int, entry: dict[str, Any], problems: list[str]) ->
     roots, reason = tuple(entry.get("root_causes", ())), str(entry.get("root_causes_reason", ""))
     if bool(roots) != bool(reason):
         problems.append(f"{where}: root_causes (an exception to `clauses`) needs a root_causes_reason, and back")
-    return Fork(kind, name, description, clauses, tuple(patches), roots, reason, str(entry.get("alone", "")))
+    alone, unchanged = str(entry.get("alone", "")), str(entry.get("network_unchanged", ""))
+    return Fork(kind, name, description, clauses, tuple(patches), roots, reason, alone, unchanged)
 
 
 def apply(fork: Fork, source: str) -> str:

@@ -8,8 +8,10 @@ $EFFNET_NO_SHRINK       do not shrink hypothesis' failing examples (the profile 
 $EFFNET_OTHER_EXAMPLES  at most this many drawn examples (explicit ones all run) for the properties that
                         cite none of $EFFNET_FIRST_CLAUSES: they are run to show that nothing else fails.
 $EFFNET_FAILURES_OUT    write the IDs of the tests that failed (the runner's --matrix).
+$EFFNET_STOP_AT_VERDICT stop after the first test that fails a clause it cites (``-x`` that goes on past a
+                        failed premise or an error of the suite, which decide no clause of the test).
 
-With ``-x``, a mutant is then rejected by the cheapest test of the clause it violates, when that test
+With $EFFNET_STOP_AT_VERDICT, a mutant is then rejected by the cheapest test of the clause it violates, when that test
 catches it, instead of after every expensive test collected before; and a failing property costs
 one failing example instead of a search for the smallest one.  Which tests run and what they
 check are unchanged: only the order, and how much a failure costs.
@@ -27,6 +29,11 @@ import pytest
 
 _durations: dict[str, float] = defaultdict(float)
 _failures: list[str] = []
+_session: list[pytest.Session] = []
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _session[:] = [session]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -83,6 +90,22 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         _durations[report.nodeid] += report.duration
     if report.failed and report.nodeid not in _failures:
         _failures.append(report.nodeid)
+    if report.failed and os.environ.get("EFFNET_STOP_AT_VERDICT") and _session and _fails_a_cited_clause(report):
+        _session[0].shouldfail = f"{report.nodeid} failed a clause it cites"
+
+
+def _fails_a_cited_clause(report: pytest.TestReport) -> bool:
+    """As the report counts it (tests/support/report.py): a failure without blame fails every clause
+    the test cites; one blamed elsewhere (a premise) or an error of the suite fails none of them."""
+    from tests.support import report as clause_report
+
+    props = dict(report.user_properties)
+    if clause_report.SUITE_ERROR in props:
+        return False
+    if clause_report.BLAME not in props:
+        return True
+    cited = set(str(props.get("clauses", "")).split(","))
+    return bool(set(str(props[clause_report.BLAME]).split(",")) & cited)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -13,8 +13,9 @@ points its user at the wrong place.
     python tests/mutants/run.py --check         # only check that every patch still applies
     python tests/mutants/run.py -- --maxfail 3  # extra pytest arguments after --
     python tests/mutants/run.py --matrix        # every test on every mutant: which checks can fail
-    python tests/mutants/run.py --first-failure # quicker: stop each mutant at its first failure (-x), roots unchecked
+    python tests/mutants/run.py --first-failure # quicker: stop each mutant at its first failed clause, roots unchecked
     python tests/mutants/run.py --combine-variations  # the variations that apply together as one fork (CI)
+    python tests/mutants/run.py --network-only  # each fork with only its network constructors (API-1 aside)
 
 Each fork is `pytest tests/conformance --impl FORK -q -p no:cacheprovider -m "not slow" --report
 ...` with EFFNET_HYPOTHESIS_PROFILE=ci (derandomized, so that a verdict is reproducible) and one
@@ -111,14 +112,15 @@ class Job:
     report: Path  # --report base path
     log: Path  # pytest's output
     env: dict[str, str]
+    first_failure: bool = False  # stop at the first failed clause (order.py), root causes not checked
+    network: bool = False  # --network-only: rejected only by a clause other than API-1
 
 
 def run_one(job: Job, extra: list[str], timeout: float, preload: BaseContext | None) -> Result:
-    env = job.env
-    first_failure = job.fork.kind == "mutant" and "EFFNET_ONLY_CLAUSES" not in env and "EFFNET_FAILURES_OUT" not in env
-    base = [*PYTEST_ARGS, "-x"] if first_failure else PYTEST_ARGS
-    args = [*base, "-p", "tests.mutants.order", "--impl", str(job.path), "--report", str(job.report), *extra]
-    returncode, seconds, cpu = run_pytest(args, job.log, job.env, timeout, preload)
+    first_failure = job.first_failure
+    env = {**job.env, "EFFNET_STOP_AT_VERDICT": "1"} if first_failure else job.env
+    args = [*PYTEST_ARGS, "-p", "tests.mutants.order", "--impl", str(job.path), "--report", str(job.report), *extra]
+    returncode, seconds, cpu = run_pytest(args, job.log, env, timeout, preload)
     recorded, shared = job.env.get("EFFNET_DURATIONS_OUT"), job.path.parent / "durations.json"
     if returncode == 0 and recorded and Path(recorded).exists() and not shared.exists():
         shutil.copy(recorded, shared.with_suffix(".tmp"))
@@ -156,6 +158,8 @@ def run_one(job: Job, extra: list[str], timeout: float, preload: BaseContext | N
     else:
         outcome = "error"  # a crash, a collection error, a fork that failed to import: not a verdict
     ok = outcome == ("rejected" if fork.kind == "mutant" else "accepted")
+    if job.network and outcome == "rejected" and set(caught) <= set(API_FORM):
+        ok = False  # its network was not judged, or passed: only the names the shim lacks failed
     tail = "" if ok else "\n".join(output.strip().splitlines()[-30:])
     return Result(
         **common,
@@ -214,6 +218,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the mutant corpus does not apply to effnet/model.py:\n{e}", file=sys.stderr)
         return 2
     forks = [f for f in all_forks if _selected(f, args) and not (args.matrix and f.kind == "variation")]
+    if args.network_only:
+        form = [f.name for f in forks if not network_level(f)]
+        if form:
+            print(f"--network-only: left out {len(form)} mutants of the API's or a helper's form ({', '.join(form)})")
+        forks = [f for f in forks if network_level(f)]
     if args.check or args.list:
         for f in forks if args.list else []:
             print(f"{f.kind:<9} {f.name:<32} {','.join(f.clauses):<18} {f.description}")
@@ -232,7 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     # before the server process imports torch.
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.jobs)))
     preload = preload_context(args.no_preload, 0 if args.first_failure else len(forks))
-    jobs = [_job(f, texts[f.name], workdir, args.profile, args.matrix, args.first_failure) for f in forks]
+    jobs = [
+        _job(f, texts[f.name], workdir, args.profile, args.matrix, args.first_failure, args.network_only) for f in forks
+    ]
     # Variations first: they run every test, and they record the durations the mutants sort by.
     jobs.sort(key=lambda j: j.fork.kind != "variation")
     print(
@@ -247,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         if rejected:  # a false positive: judge each member alone, so that the table names the one(s) rejected
             members = corpus.members(next(f for f in forks if f.name == corpus.COMBINED), all_forks)
             print(f"the combined variations were rejected: judging its {len(members)} variations alone", flush=True)
-            again = [_job(f, texts[f.name], workdir, args.profile) for f in members]
+            again = [_job(f, texts[f.name], workdir, args.profile, network=args.network_only) for f in members]
             results += _run_all(again, extra, args, preload)
     finally:
         if not args.keep:
@@ -292,10 +303,75 @@ def _run_all(jobs: list[Job], extra: list[str], args: argparse.Namespace, preloa
     return results
 
 
+# --network-only: each fork seen through a shim that defines only its network constructors (every helper,
+# block and table of the fork private), judged on every clause but API-1 (which such a fork fails by design;
+# API-2 still holds its network constructors to their signatures and to building).  A mutant must still be
+# rejected, by a clause other than API-1; a variation still accepted.
+NETWORK_NAMES = (
+    "EfficientNet",
+    "EfficientNetSequential",
+    *(f"efficientnet_b{n}" for n in range(9)),
+    "efficientnet_l2",
+)
+API_FORM = ("API-1",)  # the names a network-only fork lacks by design
+NETWORK_ONLY_SHIM = """\"\"\"{name}, network-only form: the fork's network constructors, its other names private.\"\"\"
+
+import importlib.util as _util
+import sys as _sys
+
+_spec = _util.spec_from_file_location("_effnet_full_{module}", {path!r})
+_full = _util.module_from_spec(_spec)
+_sys.modules[_spec.name] = _full
+_spec.loader.exec_module(_full)
+for _name in {names!r}:
+    if hasattr(_full, _name):
+        globals()[_name] = getattr(_full, _name)
+"""
+
+
+def network_only(fork: corpus.Fork, path: Path) -> Path:
+    """A shim beside the fork at ``path`` that exposes only its network constructors."""
+    shim = path.with_name(f"network_only_{path.name}")
+    text = NETWORK_ONLY_SHIM.format(name=fork.name, module=fork.module_name, path=str(path), names=NETWORK_NAMES)
+    shim.write_text(text)
+    return shim
+
+
+def network_level(fork: corpus.Fork) -> bool:
+    """Whether a fork's network-only form is judged: a variation, or a mutant that changes the network (not
+    only the names of API-1, and not marked ``network_unchanged`` in the corpus)."""
+    return fork.kind == "variation" or not (set(fork.clauses) <= set(API_FORM) or fork.network_unchanged)
+
+
 def _job(
-    fork: corpus.Fork, text: str, workdir: Path, profile: str, matrix: bool = False, first_failure: bool = False
+    fork: corpus.Fork,
+    text: str,
+    workdir: Path,
+    profile: str,
+    matrix: bool = False,
+    first_failure: bool = False,
+    network: bool = False,
 ) -> Job:
     env = {"EFFNET_HYPOTHESIS_PROFILE": profile}
+    if network:
+        from tests.support import spec
+
+        env["EFFNET_ONLY_CLAUSES"] = ",".join(c for c in spec.clauses() if c not in API_FORM)
+        env["EFFNET_NO_SHRINK"] = "1"
+        if fork.kind == "mutant":
+            env["EFFNET_DURATIONS_IN"] = str(workdir / "durations.json")
+        else:
+            env["EFFNET_DURATIONS_OUT"] = str(workdir / f"durations-{fork.module_name}.json")
+        path = corpus.write(fork, text, workdir)
+        return Job(
+            fork,
+            network_only(fork, path),
+            workdir / f"{fork.module_name}-report",
+            workdir / f"{fork.module_name}.log",
+            env,
+            first_failure=fork.kind == "mutant",
+            network=True,
+        )
     if matrix:
         env["EFFNET_FAILURES_OUT"] = str(workdir / f"failures-{fork.module_name}.json")
         env["EFFNET_NO_SHRINK"] = "1"
@@ -314,6 +390,7 @@ def _job(
         workdir / f"{fork.module_name}-report",
         workdir / f"{fork.module_name}.log",
         env,
+        first_failure=fork.kind == "mutant" and not matrix and first_failure,
     )
 
 
@@ -471,13 +548,19 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument(
         "--first-failure",
         action="store_true",
-        help="stop each mutant at its first failure (-x, its clauses' tests first): quicker, root causes not checked",
+        help="stop each mutant at its first failed clause (its clauses' tests first): quicker, root causes not checked",
     )
     p.add_argument(
         "--combine-variations",
         action="store_true",
         help="judge the variations that apply together as one fork (those marked `alone` by themselves); "
         "if it is rejected, each of them alone as well: quicker (CI)",
+    )
+    p.add_argument(
+        "--network-only",
+        action="store_true",
+        help="each fork through a shim that defines only its network constructors, judged on every clause but "
+        "API-1: mutants rejected by another clause, variations accepted",
     )
     p.add_argument(
         "--matrix", action="store_true", help="mutants only, every test each (no -x): write reports/kill-matrix.md"

@@ -66,9 +66,9 @@ def resolve(ref: str, root: Path = ROOT) -> Baseline:
                 message = f"neither a git revision of {root} nor an importable module or .py file"
             raise BaselineError(f"--baseline {ref}: {message}") from None
         description = f"module {ref}" if not ref.endswith(".py") else f"file {ref}"
-    problems = impl_loader.api_problems(module)
-    if problems:
-        raise BaselineError(f"--baseline {ref} ({description}) is not the EfficientNet API: {'; '.join(problems)}")
+    refused = impl_loader.no_network(module)
+    if refused:
+        raise BaselineError(f"--baseline {ref} ({description}) is not the EfficientNet API: {refused}")
     return Baseline(ref, description, module)
 
 

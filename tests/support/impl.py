@@ -151,23 +151,54 @@ def _format(params: list[tuple[str, Any]]) -> str:
     return "(" + ", ".join(n if d is REQUIRED else f"{n}={d}" for n, d in params) + ")"
 
 
-def api_problems(module: ModuleType) -> list[str]:
-    """Everything that stops the module from being the tutorial's API (API-1, API-2)."""
-    missing = [n for n in REQUIRED_NAMES if not hasattr(module, n)]
-    if missing:
-        return [f"lacks required name(s) {', '.join(missing)} (clause API-1)"]
-    problems = []
-    for name, expected in SIGNATURES.items():
+# The network protocol: a fork that defines at least one of these gets a verdict (the smallest fork is
+# one network constructor); every clause is judged from what it defines.
+NETWORK_CONSTRUCTORS = ("EfficientNet", *(f"efficientnet_b{n}" for n in range(8)), "EfficientNetSequential")
+
+
+def unusable(module: ModuleType) -> dict[str, str]:
+    """The tutorial's names that the module lacks (API-1) or defines otherwise (API-2), each with what
+    is wrong: the tests that need one of them are not run (``boundary.CheckedImplementation``), and
+    every other clause is judged."""
+    found: dict[str, str] = {}
+    for name in REQUIRED_NAMES:
+        if not hasattr(module, name):
+            found[name] = f"the implementation lacks {name} (clause API-1)"
+            continue
         obj = getattr(module, name)
+        if name not in SIGNATURES:
+            continue
         if not callable(obj):
-            problems.append(f"{name} is not callable (clause API-1)")
+            found[name] = f"{name} is not callable (clause API-1)"
             continue
         try:
             params = list(inspect.signature(obj).parameters.values())
         except (TypeError, ValueError):
             continue  # a builtin without a signature: let the tests decide
-        problems.extend(_signature_problems(module, name, params, expected))
-    return problems
+        if problems := _signature_problems(module, name, params, SIGNATURES[name]):
+            found[name] = problems[0]
+    return found
+
+
+def api_problems(module: ModuleType) -> list[str]:
+    """Everything that stops the module from being the whole of the tutorial's API (API-1, API-2)."""
+    found = unusable(module)
+    missing = [n for n, why in found.items() if why.startswith("the implementation lacks")]
+    problems = [f"lacks required name(s) {', '.join(missing)} (clause API-1)"] if missing else []
+    return problems + [why for n, why in found.items() if n not in missing]
+
+
+def no_network(module: ModuleType) -> str | None:
+    """Why the module cannot be judged at all (it defines no usable network constructor), else None."""
+    found = unusable(module)
+    if any(name not in found for name in NETWORK_CONSTRUCTORS):
+        return None
+    lacking = "; ".join(found[n] for n in NETWORK_CONSTRUCTORS if not found[n].startswith("the implementation"))
+    return (
+        "it defines no network constructor: none of EfficientNet(w_factor, d_factor, n_classes), "
+        "efficientnet_b0..b7(n_classes), EfficientNetSequential(w_factor, d_factor, n_classes) (clause API-1)"
+        + (f"; {lacking}" if lacking else "")
+    )
 
 
 def _signature_problems(

@@ -59,13 +59,15 @@ def pytest_configure(config: pytest.Config) -> None:
         module = impl_loader.load(name)
     except impl_loader.ImplError as e:
         raise pytest.UsageError(f"cannot test the implementation: {e}") from None
-    problems = impl_loader.api_problems(module)
-    if problems:
-        raise pytest.UsageError(f"--impl {name} is not the EfficientNet API:\n  " + "\n  ".join(problems))
+    refused = impl_loader.no_network(module)
+    if refused:
+        raise pytest.UsageError(f"--impl {name} is not the EfficientNet API: {refused}")
     config.stash[IMPL_KEY] = module
+    config.stash[UNUSABLE_KEY] = impl_loader.unusable(module)
 
 
 IMPL_KEY = pytest.StashKey[ModuleType]()
+UNUSABLE_KEY = pytest.StashKey[dict[str, str]]()  # API names the fork lacks or defines otherwise: why
 
 
 def is_default_impl(config: pytest.Config) -> bool:
@@ -88,7 +90,7 @@ def impl(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> ModuleT
         return module
     from tests.support import boundary
 
-    return boundary.checked(module)
+    return boundary.checked(module, pytestconfig.stash[UNUSABLE_KEY])
 
 
 @pytest.fixture(scope="session")

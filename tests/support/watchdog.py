@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import functools
 import json
 import linecache
 import os
@@ -68,6 +69,7 @@ import select
 import shutil
 import signal
 import sys
+import sysconfig
 import tempfile
 import threading
 import time
@@ -373,9 +375,17 @@ _SIDES: dict[str, str] = {}
 _SELF = str(Path(__file__).resolve())
 
 
+@functools.cache
+def _library_dirs() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    keys = ("stdlib", "platstdlib", "purelib", "platlib")
+    return tuple(str(Path(p).resolve()) for key in keys if (p := paths.get(key)))
+
+
 def side(filename: str, impl_roots: tuple[Path, ...] | None = None) -> str:
-    """Whose code ``filename`` is: "suite", "impl" (the implementation under test) or "library" (torch,
-    timm, the standard library, pytest, this module)."""
+    """Whose code ``filename`` is: "suite", "impl" (the implementation under test: its file or package, and
+    any other code of its own that it runs, such as the module a shim re-exports) or "library" (torch,
+    timm, the standard library, pytest: whatever is installed; and this module)."""
     roots = _impl_roots() if impl_roots is None else impl_roots
     key = f"{filename}\0{roots}"
     if key not in _SIDES:
@@ -391,8 +401,10 @@ def side(filename: str, impl_roots: tuple[Path, ...] | None = None) -> str:
             found = "impl"
         elif evidence._in_suite(filename):
             found = "suite"
-        else:
+        elif filename.startswith("<") or str(path).startswith(_library_dirs()):
             found = "library"
+        else:
+            found = "impl"  # neither the suite's nor installed: the fork's own code in another file
         _SIDES[key] = found
     return _SIDES[key]
 

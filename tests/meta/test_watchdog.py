@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from tests.meta.test_report import assert_verdict_is_last
 from tests.support import evidence, subrun, watchdog
@@ -102,7 +103,7 @@ def test_a_call_of_the_suite_that_does_not_return_is_an_error_of_the_suite(tmp_p
     impl = tmp_path / "fork.py"
     premises = ROOT / "tests" / "support" / "premises.py"
     test = ROOT / SCALING
-    torch_frame = (str(Path(__file__).parent / "site-packages" / "torch" / "nn" / "functional.py"), 5, "conv2d", "t")
+    torch_frame = (str(Path(torch.nn.functional.__file__)), 5, "conv2d", "t")
     in_the_fork = [
         (str(impl), 10, "scale_width", "a"),
         (str(premises), 20, "scaling", "b"),
@@ -117,6 +118,13 @@ def test_a_call_of_the_suite_that_does_not_return_is_an_error_of_the_suite(tmp_p
     through_the_view = [in_the_fork[0], (str(view), 40, "__call__", "v"), (str(test), 30, "test_x", "c")]
     exc, _ = watchdog.did_not_return(through_the_view, "the test ran past its bound of 1 s", impl_roots=(impl,))
     assert f"; called from test_x ({SCALING}:30)" in str(exc), str(exc)
+    # The fork's code in another file (the module a shim re-exports, a helper module of its own): the fork's.
+    helpers = tmp_path / "helpers.py"
+    in_its_helpers = [torch_frame, (str(helpers), 7, "round_width", "h"), *in_the_fork]
+    exc, found = watchdog.did_not_return(in_its_helpers, "the test ran past its bound of 1 s", impl_roots=(impl,))
+    assert evidence.suite_error(exc) is None, str(exc)
+    assert found.owner == "impl", str(exc)
+    assert str(exc).startswith(f"round_width ({helpers}:7) did not return"), str(exc)
     in_the_suite = [torch_frame, (str(premises), 20, "scaling", "b"), (str(impl), 10, "scale_width", "a")]
     exc, _ = watchdog.did_not_return(in_the_suite, "the test ran past its bound of 1 s", impl_roots=(impl,))
     assert evidence.suite_error(exc) == (

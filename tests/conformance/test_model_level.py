@@ -56,9 +56,14 @@ RESIDUAL_RESOLUTION = 32
 TRAIN_EVAL_TOL = 1e-6
 
 
-def _blocks(model: nn.Module) -> dict[str, nn.Module]:
-    """API-3: the blocks ``stages[i][j]``, by module path."""
-    return {f"stages.{i}.{j}": block for i, stage in enumerate(model.stages) for j, block in enumerate(stage)}
+def _blocks(model: nn.Module, w: float, d: float, n: int) -> dict[str, nn.Module]:
+    """API-3: the blocks ``stages[i][j]``, by module path; in a network without API-3's children, the
+    modules that hold the parameters of timm's blocks at the same factors (parts.taps_like)."""
+    if reference.has_the_structure(model):
+        return {f"stages.{i}.{j}": block for i, stage in enumerate(model.stages) for j, block in enumerate(stage)}
+    ref = reference.timm_scaled_meta(w, d, n)
+    taps = reference.impl_taps(model, per_block=True, ref=ref, ref_taps=reference.timm_taps)
+    return {key: block for key, block in taps.items() if key.startswith("stage ")}
 
 
 @torch.no_grad()
@@ -95,7 +100,7 @@ def test_every_block_has_its_residual_exactly_when_stride_one_and_width_kept(imp
     torch.manual_seed(0)
     with blame():  # building the network is the scaling clauses' business, not BLOCK-4's
         model = impl.EfficientNet(w, d, n).to(device)
-    blocks = _blocks(model)
+    blocks = _blocks(model, w, d, n)
     x = torch.randn(2, 3, RESIDUAL_RESOLUTION, RESIDUAL_RESOLUTION, generator=torch.Generator().manual_seed(0))
     seen = _inputs_and_outputs(model, blocks, x.to(device))
     for path, block in blocks.items():

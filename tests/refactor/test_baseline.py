@@ -79,8 +79,7 @@ network_blocks = strategies.block_configs(
 # Every named variant (B0-L2) at a small resolution: its architecture, one eval pass and one training
 # step; B3 and larger are `slow` (B7 takes a few seconds a side on a CPU, L2 about a minute).
 NAMED = tuple(
-    pytest.param(name, marks=pytest.mark.slow) if name not in ("b0", "b1", "b2") else name
-    for name in spec.variants()
+    pytest.param(name, marks=pytest.mark.slow) if name not in ("b0", "b1", "b2") else name for name in spec.variants()
 )
 NAMED_SIZE = 33
 

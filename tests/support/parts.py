@@ -95,3 +95,43 @@ def _network_ses(impl: ModuleType) -> list[FoundSE]:
         what = f"{call}'s SE module {qualified} (by parameter order)"
         found.append(FoundSE(module, int(channels), int(reduced), what))
     return found
+
+
+def _outermost_by_run(model: nn.Module) -> dict[tuple[int, int], nn.Module]:
+    runs = _positions(model)
+    found: dict[tuple[int, int], nn.Module] = {}
+    for module in model.modules():  # pre-order: the first module with a run is the outermost
+        if id(module) in runs:
+            found.setdefault(runs[id(module)], module)
+    return found
+
+
+def taps_like(model: nn.Module, ref: nn.Module, ref_taps: dict[str, nn.Module]) -> dict[str, nn.Module]:
+    """The fork's modules in the places of the reference's taps (``reference.timm_taps`` and the like), for a
+    network without the tutorial's structure (API-3).  Taken in order, each tap closes a segment of the
+    network: the parameters after the previous tap's, up to its own last one (timm's stem segment is its
+    ``conv_stem`` and ``bn1``, tapped at ``bn1``).  The fork's tap is the outermost module that holds exactly
+    the parameters at those positions; a segment that no module of the fork holds (a stem of two sibling
+    layers) is left out, and the tests compare the taps there are.  Premise: the fork's tensors are the
+    reference's in order (ARCH-5), checked first."""
+    with blame("ARCH-5"):
+        problem = torchutil.first_shape_mismatch(model, ref)
+        assert problem is None, f"premise ARCH-5: the network's tensors are not the reference's in order: {problem}"
+    index = {id(p): i for i, p in enumerate(ref.parameters())}
+    by_run = _outermost_by_run(model)
+    taps, start = {}, 0
+    for key, module in ref_taps.items():
+        held = [index[id(p)] for p in module.parameters() if id(p) in index]
+        if not held:
+            continue
+        end = max(held) + 1
+        if (start, end) in by_run:
+            taps[key] = by_run[start, end]
+        start = end
+    # A stem of sibling layers is no module, but its output is the first block's input.
+    keys = list(ref_taps)
+    if keys and keys[0] == "stem" and "stem" not in taps and len(keys) > 1 and keys[1] in taps:
+        taps = {"stem": reference.InputOf(taps[keys[1]]), **taps}
+    with blame("API-3"):
+        assert taps, "premise API-3: no module of the network holds exactly the parameters of a stage, block or head"
+    return taps

@@ -41,6 +41,25 @@ SMALL_ODD_INPUT = (2, 3, 57, 71)
 Taps = dict[str, nn.Module]
 
 
+class InputOf(nn.Module):
+    """A tap at a module's input rather than its output: the stem's output, of a network whose stem is not
+    one module, is its first block's input (tests/support/parts.py ``taps_like``).  Not a submodule of
+    anything; ``hook`` hooks the module it stands at."""
+
+    def __init__(self, target: nn.Module) -> None:
+        super().__init__()
+        object.__setattr__(self, "target", target)  # not registered: the network holds it already
+
+
+def hook(tap: nn.Module, fn: Callable[[nn.Module, object, Tensor], None]) -> torch.utils.hooks.RemovableHandle:
+    """``fn(module, args, output)`` after the tap's forward; at an ``InputOf`` tap, before its module's
+    forward, with the module's input as ``output``."""
+    if isinstance(tap, InputOf):
+        target: nn.Module = tap.target  # type: ignore[assignment]
+        return target.register_forward_pre_hook(lambda m, args: fn(m, args, args[0]))
+    return tap.register_forward_hook(fn)
+
+
 class _NoFillOnMeta(TorchFunctionMode):
     """Skips the in-place random and constant fills of tensors on the meta device, where there are
     no values to fill: building a model there spent up to half its time in the fills' meta kernels
@@ -276,6 +295,7 @@ class Pass:
     shapes: dict[str, tuple[int, ...]]  # output shape of each tap (those that ran, when the pass raised)
     macs: float  # multiply-accumulates: torch.utils.flop_counter's total, halved (TABLE2-2); NaN if not counted
     error: str | None = None  # what the implementation's forward raised, after the taps in ``shapes``
+    tapped: tuple[str, ...] | None = None  # the taps the network has (None: all of API-3's)
 
 
 def _probe(shape: tuple[int, ...], device: torch.device) -> Tensor:
@@ -288,11 +308,12 @@ def run_pass(model: nn.Module, taps: Taps, shape: tuple[int, ...], count_macs: b
     device = next(model.parameters()).device
     x = _probe(shape, device)
     with _MetaBatchNorm() if device == META else nullcontext():
+        tapped = None if has_the_structure(model) else tuple(taps)
         if not count_macs:
-            return Pass({k: tuple(v.shape) for k, v in record(model, taps, x).items()}, math.nan)
+            return Pass({k: tuple(v.shape) for k, v in record(model, taps, x).items()}, math.nan, None, tapped)
         with FlopCounterMode(display=False) as counter:
             outputs = record(model, taps, x)
-    return Pass({k: tuple(v.shape) for k, v in outputs.items()}, counter.get_total_flops() / 2)
+    return Pass({k: tuple(v.shape) for k, v in outputs.items()}, counter.get_total_flops() / 2, None, tapped)
 
 
 @cache
@@ -301,7 +322,7 @@ def impl_pass(impl: ModuleType, name: str, shape: tuple[int, ...], count_macs: b
     implementation builds and runs there, else with real weights (slow for large variants and inputs)."""
     model = impl_meta(impl, name)
     if model is not None:
-        taps = impl_taps(model)
+        taps = impl_taps(model, ref=timm_meta(name), ref_taps=timm_taps)
         try:
             return run_pass(model, taps, shape, count_macs)
         except Exception as e:
@@ -309,7 +330,7 @@ def impl_pass(impl: ModuleType, name: str, shape: tuple[int, ...], count_macs: b
                 return _partial_pass(model, taps, shape, e)
             # else a forward that needs data: the real run below
     model = build(impl_factory(impl, name))
-    taps = impl_taps(model)
+    taps = impl_taps(model, ref=timm_meta(name), ref_taps=timm_taps)
     try:
         return run_pass(model, taps, shape, count_macs)
     except Exception as e:
@@ -322,9 +343,7 @@ def _partial_pass(model: nn.Module, taps: Taps, shape: tuple[int, ...], error: E
     message = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
     device = next(model.parameters()).device
     seen: dict[str, tuple[int, ...]] = {}
-    handles = [
-        m.register_forward_hook(lambda _m, _a, out, k=k: seen.setdefault(k, tuple(out.shape))) for k, m in taps.items()
-    ]
+    handles = [hook(m, lambda _m, _a, out, k=k: seen.setdefault(k, tuple(out.shape))) for k, m in taps.items()]
     try:
         with torch.no_grad(), _MetaBatchNorm() if device == META else nullcontext():
             model(_probe(shape, device))
@@ -333,7 +352,7 @@ def _partial_pass(model: nn.Module, taps: Taps, shape: tuple[int, ...], error: E
     finally:
         for h in handles:
             h.remove()
-    return Pass(seen, math.nan, message)
+    return Pass(seen, math.nan, message, None if has_the_structure(model) else tuple(taps))
 
 
 # --- The references -------------------------------------------------------------------------
@@ -469,8 +488,25 @@ def _stages(stages: nn.Module, per_block: bool) -> Taps:
     return taps
 
 
-def impl_taps(model: nn.Module, per_block: bool = False) -> Taps:
-    """API-3: ``stem``, ``stages[i][j]``, ``pre`` (head conv), ``head`` (its output is the logits)."""
+STRUCTURE = ("stem", "stages", "pre", "pool_flatten", "head")  # API-3's children
+
+
+def has_the_structure(model: nn.Module) -> bool:
+    """Whether ``model`` has the tutorial's children (API-3)."""
+    return all(hasattr(model, name) for name in STRUCTURE)
+
+
+def impl_taps(
+    model: nn.Module, per_block: bool = False, ref: nn.Module | None = None, ref_taps: Callable[..., Taps] | None = None
+) -> Taps:
+    """API-3: ``stem``, ``stages[i][j]``, ``pre`` (head conv), ``head`` (its output is the logits).  A network
+    without that structure, given a reference with the same tensors (``ref`` and its taps' function), is
+    tapped where its modules hold the reference's segments (tests/support/parts.py ``taps_like``): some taps
+    may be missing there, and the callers compare those there are."""
+    if ref is not None and ref_taps is not None and not has_the_structure(model):
+        from tests.support import parts
+
+        return parts.taps_like(model, ref, ref_taps(ref, per_block))
     return {
         "stem": model.stem,
         **_stages(model.stages, per_block),
@@ -505,13 +541,13 @@ def record(model: nn.Module, taps: Taps, x: Tensor) -> dict[str, Tensor]:
     """Run ``model(x)`` and return each tap's output (copied: a later in-place op cannot change it)."""
     outputs: dict[str, Tensor] = {}
 
-    def hook(key: str) -> Callable[..., None]:
+    def saver(key: str) -> Callable[..., None]:
         def save(module: nn.Module, args: object, output: Tensor) -> None:
             outputs[key] = output.detach().clone()
 
         return save
 
-    handles = [module.register_forward_hook(hook(key)) for key, module in taps.items()]
+    handles = [hook(module, saver(key)) for key, module in taps.items()]
     try:
         model(x)
     finally:
@@ -671,10 +707,18 @@ def compare_eval(
     model = with_weights_of(ref.model, factory)  # fails naming the first tensor whose shape differs
     x = eval_images(ref.resolution, device)
     expected = ref.expected
-    actual = record(model, impl_taps(model, per_block=True), x)
+    taps = impl_taps(model, per_block=True, ref=ref.model, ref_taps=ref.taps)
+    actual = record(model, taps, x)
+    if "logits" not in actual:  # a network tapped by the reference's segments: its output is the logits
+        with torch.no_grad():
+            actual["logits"] = model(x).detach().clone()
+    tapped = {key: e for key, e in expected.items() if key in actual}
+    segments = _segment_outputs(model, x, expected, taps)
     return EvalComparison(
-        first_divergence(_segment_outputs(model, x, expected), expected, tol, clause and f"{clause} segments"),
-        first_divergence(actual, expected, whole_pass_tolerances(ref, tol), clause and f"{clause} whole pass"),
+        first_divergence(
+            segments, {k: e for k, e in expected.items() if k in segments}, tol, clause and f"{clause} segments"
+        ),
+        first_divergence(actual, tapped, whole_pass_tolerances(ref, tol), clause and f"{clause} whole pass"),
         torchutil.rel_err(actual["logits"], expected["logits"]),
         torchutil.input_dependence(expected["logits"]),
     )
@@ -697,14 +741,23 @@ def whole_pass_tolerances(ref: Prepared, tol: float) -> dict[str, float]:
 
 
 @torch.no_grad()
-def _segment_outputs(model: nn.Module, x: Tensor, expected: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Each API-3 segment of ``model`` applied to the reference's output of the segment before."""
-    taps = impl_taps(model, per_block=True)
+def _segment_outputs(model: nn.Module, x: Tensor, expected: dict[str, Tensor], taps: Taps) -> dict[str, Tensor]:
+    """Each segment of ``model`` that ``taps`` holds applied to the reference's output of the segment
+    before it (the reference's taps, in order: ``expected``).  The logits are the head's output on the
+    pooled head conv (API-3's ``pool_flatten`` and ``head``; a network tapped by the reference's segments:
+    its classifier on the spatial mean, as eval mode computes it)."""
+    structured = has_the_structure(model)
     outputs, previous = {}, x
-    for key, module in taps.items():
-        given = previous.clone()  # the segment may work in place on its input
-        outputs[key] = model.head(model.pool_flatten(given)) if key == "logits" else module(given)
-        previous = expected[key]
+    for key, e in expected.items():
+        if key in taps and not isinstance(taps[key], InputOf):
+            given = previous.clone()  # the segment may work in place on its input
+            if key != "logits":
+                outputs[key] = taps[key](given)
+            elif structured:
+                outputs[key] = model.head(model.pool_flatten(given))
+            else:
+                outputs[key] = taps[key](given.mean((2, 3)))
+        previous = e
     return outputs
 
 

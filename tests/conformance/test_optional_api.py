@@ -58,7 +58,12 @@ def _build(impl, factory: str, **kwargs: float) -> torch.nn.Module:
 
 
 def _head(model: torch.nn.Module, factory: str) -> torch.nn.Module:
-    return model[-1] if factory == "EfficientNetSequential" else model.head
+    """The head (API-3: ``head``, the Sequential form's 11th child): a premise of API-3's."""
+    if factory != "EfficientNetSequential":
+        return model.head
+    with blame("API-3"):
+        assert len(model) == 11, f"premise API-3: {factory}(...) has {len(model)} children, not 11"
+    return model[-1]
 
 
 FACTORIES = ["EfficientNet", "EfficientNetSequential", "efficientnet_b0"]
@@ -111,6 +116,9 @@ def test_drop_path_rate_keyword_sets_stochastic_depth(impl, factory):
     )
     # The keyword is not ignored: a large rate makes training-mode outputs random.
     noisy = _build(impl, factory, drop_rate=0.0, drop_path_rate=0.9)
+    if factory == "EfficientNetSequential":
+        with blame("API-3"):
+            assert len(noisy) == 11, f"premise API-3: {factory}(...) has {len(noisy)} children, not 11"
     stages = noisy[1:8] if factory == "EfficientNetSequential" else noisy.stages
     with blame():  # only a stage of several blocks has residual blocks to drop: how many is SCALE-2's rule
         assert any(len(stage) > 1 for stage in stages), (

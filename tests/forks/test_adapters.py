@@ -79,3 +79,15 @@ def test_timm_adapter_is_timms_generator_in_the_tutorials_layout() -> None:
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(model(x), reference(x))
+
+
+@pytest.mark.parametrize("lib", ADAPTERS)
+def test_shim_is_a_network_constructor_of_at_most_20_lines(lib: verdicts.Library) -> None:
+    """The network protocol's smallest fork: the library's own constructors, nothing rebuilt."""
+    if importlib.util.find_spec(lib.module) is None:
+        pytest.skip(f"{lib.name} is not installed (pip install {lib.name})")
+    path = verdicts.ROOT / lib.shim
+    assert len(path.read_text().splitlines()) <= 20, f"{lib.shim} is longer than 20 lines"
+    module = impl_api.load(str(path))
+    assert impl_api.no_network(module) is None
+    assert set(impl_api.NETWORK_CONSTRUCTORS) - set(impl_api.unusable(module)) >= {"EfficientNet", "efficientnet_b0"}

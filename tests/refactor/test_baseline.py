@@ -391,7 +391,7 @@ def _variant(module: Any, name: str, whose: str) -> Callable[..., nn.Module]:
     return factory
 
 
-@pytest.mark.parametrize("name", NAMED)
+@pytest.mark.parametrize("name", spec.variants())
 def test_named_variant_has_the_baseline_structure(impl, baseline, name):
     """Every named variant on the meta device (milliseconds even for L2): the baseline's tensors, in
     its order, parameters where it has parameters."""

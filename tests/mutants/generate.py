@@ -14,9 +14,10 @@ Each mutant is judged by pytest runs forked from run.py's preloaded server (one 
 1. Equivalence: `pytest tests/refactor tests/mutants/equivalence.py -x --impl MUTANT --baseline
    ORIGINAL` (the refactor check REF-1 against the unmutated effnet/model.py the sample was drawn
    from, plus the named variants REF-1 does not build, compared layer by layer on the meta
-   device).  It passes when the mutant computes the same function as effnet, bit-identical or
-   within rounding: the mutant is EQUIVALENT.  Otherwise it is non-equivalent, and the first
-   difference is kept.
+   device), with the API's names and signatures (API-1, API-2: a mutant that changes a signature
+   is judged on the rest, so it is not equivalent).  It passes when the mutant computes the same
+   function as effnet, bit-identical or within rounding: the mutant is EQUIVALENT.  Otherwise it is
+   non-equivalent, and the first difference is kept.
 2. The verdict: `pytest tests/conformance -m "not slow" --impl MUTANT --report OUT` with
    EFFNET_HYPOTHESIS_PROFILE=ci (derandomized) and no shrinking; the report's `root_causes`.  By
    default in two runs, as run.py checks the corpus' root causes: first with `-x`, the tests of
@@ -96,7 +97,21 @@ SOURCE = ROOT / "effnet" / "model.py"
 #   EFFNET_DURATIONS_OUT=tests/mutants/durations.json EFFNET_HYPOTHESIS_PROFILE=ci OMP_NUM_THREADS=1 \
 #   python -m pytest tests/conformance -m "not slow" -p tests.mutants.order -q -p no:cacheprovider
 RECORDED_DURATIONS = ROOT / "tests" / "mutants" / "durations.json"
-EQUIVALENCE_ARGS = ["tests/refactor", "tests/mutants/equivalence.py", "-q", "-p", "no:cacheprovider", "-x"]
+# The API's names and signatures (API-1, API-2) are part of what must not change: a fork with another
+# signature is judged on the rest (issue 28), so a mutant that changes only a signature is not equivalent.
+EQUIVALENCE_ARGS = [
+    "tests/refactor",
+    "tests/mutants/equivalence.py",
+    "tests/conformance/test_api.py",
+    "-k",
+    "not test_api or test_required_name_exists or test_signature_matches_tutorial",
+    "-m",
+    "not slow",  # REF-1's function at B3-L2 (its structure at every variant runs)
+    "-q",
+    "-p",
+    "no:cacheprovider",
+    "-x",
+]
 CONFORMANCE_ARGS = ["tests/conformance", "-q", "-p", "no:cacheprovider"]
 QUICK = ["-m", "not slow"]
 UPSTREAM_DEPENDENCIES = 4  # upstream_clauses(): API-1, API-2, ARCH-1, BLOCK-1..4, SE-1, SE-2, REG-1, SCALE-1..3
@@ -396,7 +411,8 @@ def _equivalence_difference(report: Path, output: str, code: int, path: Path) ->
     json_path = report.with_suffix(".json")
     if json_path.exists():
         rows = json.loads(json_path.read_text())["clauses"]
-        found = [str(r["detail"]) for r in rows if r["clause"] == "REF-1" and r["status"] == "FAILED"]
+        failed = ("REF-1", "API-1", "API-2")
+        found = [str(r["detail"]) for r in rows if r["clause"] in failed and r["status"] == "FAILED"]
         if found:
             return " ".join(found[0].split())[:400]
     return _tail(output)

@@ -149,6 +149,17 @@ def test_a_call_that_neither_returns_nor_stops_ends_its_worker_with_its_stack(tm
 
 
 # --- KeyboardInterrupt, SystemExit, a real Ctrl-C -----------------------------------------------
+def _both_clauses_fail(tmp_path, name: str, statement: str) -> tuple[Any, int, dict[str, Any], str, Any]:
+    """A fork whose scale_width runs ``statement``, judged on SCALE-1 and ARCH-4 under xdist: both fail.
+    Returns the fork's path, the statement's line, the rows by clause, pytest's output and the report."""
+    path, line = misbehaving(tmp_path, name, f"        {statement}")
+    code, output, payload, _ = run(tmp_path, SCALE_1, ARCH_4, "-n", "2", "--impl", str(path))
+    assert code == 1, output
+    rows = by_clause(payload)
+    assert rows["SCALE-1"]["status"] == rows["ARCH-4"]["status"] == "FAILED", payload.get("verdict", output)
+    return path, line, rows, output, payload
+
+
 @pytest.mark.parametrize(
     ("statement", "what"),
     [
@@ -158,11 +169,7 @@ def test_a_call_that_neither_returns_nor_stops_ends_its_worker_with_its_stack(tm
     ids=["KeyboardInterrupt", "SystemExit"],
 )
 def test_keyboard_interrupt_or_system_exit_from_the_fork_fails_the_test(tmp_path, statement, what):
-    path, line = misbehaving(tmp_path, "exits", f"        {statement}")
-    code, output, payload, _ = run(tmp_path, SCALE_1, ARCH_4, "-n", "2", "--impl", str(path))
-    assert code == 1, output
-    rows = by_clause(payload)
-    assert rows["SCALE-1"]["status"] == rows["ARCH-4"]["status"] == "FAILED", payload["verdict"]
+    path, line, rows, output, payload = _both_clauses_fail(tmp_path, "exits", statement)
     assert f"WouldEndRunError: {what} scale_width ({path}:{line})" in rows["SCALE-1"]["detail"], rows["SCALE-1"]
     assert_verdict_is_last(output, payload)
 
@@ -196,11 +203,7 @@ def test_a_real_ctrl_c_still_stops_the_run(tmp_path):
     ids=["os._exit", "segfault"],
 )
 def test_a_fork_that_kills_its_worker_fails_the_test_it_ran(tmp_path, statement, how):
-    path, line = misbehaving(tmp_path, "dies", f"        {statement}")
-    code, output, payload, _ = run(tmp_path, SCALE_1, ARCH_4, "-n", "2", "--impl", str(path))
-    assert code == 1, output
-    rows = by_clause(payload)
-    assert rows["SCALE-1"]["status"] == rows["ARCH-4"]["status"] == "FAILED", payload.get("verdict", output)
+    path, line, rows, output, payload = _both_clauses_fail(tmp_path, "dies", statement)
     pattern = how.replace("{path}", re.escape(str(path))).replace("{line}", str(line))
     assert re.search(pattern, rows["SCALE-1"]["detail"]), rows["SCALE-1"]["detail"]
     assert rows["SCALE-1"]["detail"].startswith(SCALE_1), rows["SCALE-1"]["detail"]

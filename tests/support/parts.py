@@ -47,11 +47,7 @@ def find_in_order(model: nn.Module, ref: nn.Module, ref_parts: list[nn.Module]) 
     module holds its excitation layers, which hold the same parameters but compute only the gate);
     None where no module of ``model`` holds exactly those."""
     ref_runs = _positions(ref)
-    by_run: dict[tuple[int, int], tuple[str, nn.Module]] = {}
-    runs = _positions(model)
-    for name, module in model.named_modules():  # pre-order: the first module with a run is the outermost
-        if id(module) in runs:
-            by_run.setdefault(runs[id(module)], (name, module))
+    by_run = _outermost_by_run(model)
     return [by_run.get(ref_runs[id(part)]) if id(part) in ref_runs else None for part in ref_parts]
 
 
@@ -97,12 +93,13 @@ def _network_ses(impl: ModuleType) -> list[FoundSE]:
     return found
 
 
-def _outermost_by_run(model: nn.Module) -> dict[tuple[int, int], nn.Module]:
+def _outermost_by_run(model: nn.Module) -> dict[tuple[int, int], tuple[str, nn.Module]]:
+    """Each run of parameter positions that some module holds exactly: the outermost such (name, module)."""
     runs = _positions(model)
-    found: dict[tuple[int, int], nn.Module] = {}
-    for module in model.modules():  # pre-order: the first module with a run is the outermost
+    found: dict[tuple[int, int], tuple[str, nn.Module]] = {}
+    for name, module in model.named_modules():  # pre-order: the first module with a run is the outermost
         if id(module) in runs:
-            found.setdefault(runs[id(module)], module)
+            found.setdefault(runs[id(module)], (name, module))
     return found
 
 
@@ -126,7 +123,7 @@ def taps_like(model: nn.Module, ref: nn.Module, ref_taps: dict[str, nn.Module]) 
             continue
         end = max(held) + 1
         if (start, end) in by_run:
-            taps[key] = by_run[start, end]
+            taps[key] = by_run[start, end][1]
         start = end
     # A stem of sibling layers is no module, but its output is the first block's input.
     keys = list(ref_taps)

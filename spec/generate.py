@@ -172,14 +172,14 @@ TUTORIAL_HINT = "shared/seeds/000_da33de6cc8062d0c.txt beside the clone, or $EFF
 def _tutorial_fork() -> Any | None:
     """The tutorial's code as a module (tests/forks/tutorial.py extracts it), or None without the text."""
     from tests.forks import tutorial
-    from tests.support import impl
+    from tests.support import loader
 
     seed = tutorial.find_seed()
     if seed is None:
         return None
     path = Path(tempfile.mkdtemp()) / "tutorial_fork.py"
     path.write_text(tutorial.extract(seed.read_text()))
-    return impl.load(str(path))
+    return loader.load(str(path))
 
 
 def _spec_width(c: float, f: float) -> int:

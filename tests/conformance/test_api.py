@@ -9,27 +9,26 @@ import pytest
 import torch
 from torch import nn
 
-from tests.support import boundary, premises, reference
-from tests.support import impl as impl_api
+from tests.support import boundary, loader, premises, reference
 
 
 @pytest.mark.clause("API-1")
-@pytest.mark.parametrize("name", impl_api.REQUIRED_NAMES)
+@pytest.mark.parametrize("name", loader.REQUIRED_NAMES)
 def test_required_name_exists(impl, name):
     module = boundary.unchecked(impl)
     assert hasattr(module, name), f"the implementation lacks {name}"
-    if name in impl_api.SIGNATURES:
+    if name in loader.SIGNATURES:
         assert callable(getattr(module, name)), f"{name} is not callable"
 
 
 @pytest.mark.clause("API-2")
-@pytest.mark.parametrize("name", sorted(impl_api.SIGNATURES))
+@pytest.mark.parametrize("name", sorted(loader.SIGNATURES))
 def test_signature_matches_tutorial(impl, name):
     module = boundary.unchecked(impl)
     if not callable(getattr(module, name, None)):
         pytest.skip(f"undecided: needs {name}, which the implementation lacks or cannot call (clause API-1)")
     params = list(inspect.signature(getattr(module, name)).parameters.values())
-    problems = impl_api._signature_problems(module, name, params, impl_api.SIGNATURES[name])
+    problems = loader._signature_problems(module, name, params, loader.SIGNATURES[name])
     assert not problems, problems[0]
 
 
@@ -73,11 +72,11 @@ def test_callable_accepts_the_tutorials_arguments(impl, name, args):
         return
     except Exception as e:
         if not reference.meta_caused(e):  # raised on any device: no need to build it for real
-            raise AssertionError(f"{name}{args} raised {type(e).__name__}: {impl_api._one_line(e)}") from e
+            raise AssertionError(f"{name}{args} raised {type(e).__name__}: {loader._one_line(e)}") from e
     try:  # only the meta device refused it: the CPU call is the verdict
         call(*args)
     except Exception as e:
-        raise AssertionError(f"{name}{args} raised {type(e).__name__}: {impl_api._one_line(e)}") from e
+        raise AssertionError(f"{name}{args} raised {type(e).__name__}: {loader._one_line(e)}") from e
 
 
 @pytest.mark.clause("API-3")

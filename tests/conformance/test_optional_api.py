@@ -11,7 +11,7 @@ import torch
 
 from tests.support import reference, spec, torchutil
 from tests.support.evidence import blame
-from tests.support.impl import require_optional
+from tests.support.loader import require_optional
 
 STAGES_TOL = 1e-9
 OPTIONAL_VARIANTS = [n for n in spec.variants() if spec.variant(n).get("optional", False)]  # b8, l2

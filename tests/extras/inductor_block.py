@@ -55,11 +55,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from tests.support import devices, torchutil
-    from tests.support import impl as impl_loader
+    from tests.support import devices, loader, torchutil
 
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache_dir(os.environ)  # read when inductor compiles
-    impl = impl_loader.load(args.impl)
+    impl = loader.load(args.impl)
     device = torch.device(args.device)
     torch.manual_seed(0)
     block = impl.MBConv(16, 16, 6, 3, 1, 24, 0.1).to(device)

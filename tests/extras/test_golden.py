@@ -15,7 +15,7 @@ from __future__ import annotations
 import pytest
 
 from tests.golden import golden
-from tests.support.impl import require_optional
+from tests.support.loader import require_optional
 
 UPDATE = "if the change is intended: nox -s golden -- --update"
 

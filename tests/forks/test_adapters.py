@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from tests.forks import verdicts
-from tests.support import impl as impl_api
+from tests.support import loader
 
 ADAPTERS = [pytest.param(lib, id=lib.name) for lib in verdicts.LIBRARIES.values()]
 
@@ -25,13 +25,13 @@ ADAPTERS = [pytest.param(lib, id=lib.name) for lib in verdicts.LIBRARIES.values(
 def _load(lib: verdicts.Library) -> ModuleType:
     if importlib.util.find_spec(lib.module) is None:
         pytest.skip(f"{lib.name} is not installed (pip install {lib.name}): its adapter {lib.adapter} cannot load")
-    return impl_api.load(str(verdicts.ROOT / lib.adapter))
+    return loader.load(str(verdicts.ROOT / lib.adapter))
 
 
 @pytest.mark.parametrize("lib", ADAPTERS)
 def test_adapter_is_the_tutorials_api(lib: verdicts.Library) -> None:
     module = _load(lib)
-    assert impl_api.api_problems(module) == [], f"{lib.adapter} is not the tutorial's API"
+    assert loader.api_problems(module) == [], f"{lib.adapter} is not the tutorial's API"
 
 
 @pytest.mark.parametrize("lib", ADAPTERS)
@@ -63,8 +63,8 @@ def test_timm_adapter_is_timms_generator_in_the_tutorials_layout() -> None:
     """tests/forks/timm_adapter.py (not yet in verdicts.LIBRARIES): the tutorial's API, and
     `EfficientNet(w, d, n)` is timm's `_gen_efficientnet` at the same factors, tensor for tensor."""
     timm = pytest.importorskip("timm", reason="timm is not installed: tests/forks/timm_adapter.py cannot load")
-    module = impl_api.load(str(verdicts.ROOT / "tests/forks/timm_adapter.py"))
-    assert impl_api.api_problems(module) == []
+    module = loader.load(str(verdicts.ROOT / "tests/forks/timm_adapter.py"))
+    assert loader.api_problems(module) == []
     torch.manual_seed(0)
     model = module.EfficientNet(0.25, 0.34, 5).eval()
     assert [n for n, _ in model.named_children()] == ["stem", "stages", "pre", "pool_flatten", "head"]
@@ -88,6 +88,6 @@ def test_shim_is_a_network_constructor_of_at_most_20_lines(lib: verdicts.Library
         pytest.skip(f"{lib.name} is not installed (pip install {lib.name})")
     path = verdicts.ROOT / lib.shim
     assert len(path.read_text().splitlines()) <= 20, f"{lib.shim} is longer than 20 lines"
-    module = impl_api.load(str(path))
-    assert impl_api.no_network(module) is None
-    assert set(impl_api.NETWORK_CONSTRUCTORS) - set(impl_api.unusable(module)) >= {"EfficientNet", "efficientnet_b0"}
+    module = loader.load(str(path))
+    assert loader.no_network(module) is None
+    assert set(loader.NETWORK_CONSTRUCTORS) - set(loader.unusable(module)) >= {"EfficientNet", "efficientnet_b0"}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.forks import tutorial
-from tests.support import impl as impl_api
+from tests.support import loader
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +28,13 @@ def fork(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_extracted_tutorial_is_the_api(fork: Path) -> None:
     text = fork.read_text()
     assert "torchinfo" not in text.split("\n", 2)[2], "the optional torchinfo import was not dropped"
-    module = impl_api.load(str(fork))
-    assert impl_api.api_problems(module) == []
+    module = loader.load(str(fork))
+    assert loader.api_problems(module) == []
 
 
 def test_extracted_tutorial_lacks_the_optional_parts(fork: Path) -> None:
-    module = impl_api.load(str(fork))
-    missing = {f: impl_api.optional_missing(module, f) for f in impl_api.OPTIONAL_FEATURES}
+    module = loader.load(str(fork))
+    missing = {f: loader.optional_missing(module, f) for f in loader.OPTIONAL_FEATURES}
     assert all(missing.values()), f"the tutorial is said to have optional parts: {missing}"
 
 

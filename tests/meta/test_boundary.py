@@ -21,8 +21,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from tests.support import boundary, evidence, spec, subrun
-from tests.support import impl as impl_api
+from tests.support import boundary, evidence, loader, spec, subrun
 
 # --- End to end: forks that return the wrong kind of value ---------------------------------------
 SHAPES = "tests/conformance/test_shapes.py"  # ARCH-6 (the logits) and NUM-3: the network's forward
@@ -210,11 +209,11 @@ def test_the_view_is_the_module_with_its_constructors_checked():
     assert boundary.unchecked(view) is module
     assert inspect.signature(view.create_stage) == inspect.signature(create_stage)
     # API-2 compares create_stage's default layer with the module's mbconv6 by identity.
-    problems = impl_api._signature_problems(
+    problems = loader._signature_problems(
         boundary.unchecked(view),
         "create_stage",
         list(inspect.signature(view.create_stage).parameters.values()),
-        impl_api.SIGNATURES["create_stage"],
+        loader.SIGNATURES["create_stage"],
     )
     assert problems == []
     model = view.EfficientNet(0.5, 0.5, 4)
@@ -323,7 +322,7 @@ def test_the_check_survives_a_deep_copy_and_leaves_autocast_alone():
 
 
 def test_effnet_meets_every_contract():
-    view = boundary.checked(impl_api.load("effnet"))
+    view = boundary.checked(loader.load("effnet"))
     x = torch.randn(2, 3, 33, 17)
     for model in (view.EfficientNet(0.1, 0.1, 7), view.EfficientNetSequential(0.1, 0.1, 7), view.efficientnet_b0(3)):
         model.eval()(x)

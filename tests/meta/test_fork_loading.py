@@ -1,4 +1,4 @@
-"""Loading a fork (tests/support/impl.py, plugin.py): one clear message, never a traceback.
+"""Loading a fork (tests/support/loader.py, plugin.py): one clear message, never a traceback.
 
 A fork that cannot be imported (a syntax error, an exception or ``sys.exit`` at import, a missing
 dependency) or defines no network constructor stops pytest in ``pytest_configure`` with one
@@ -23,8 +23,7 @@ from types import ModuleType, SimpleNamespace
 import pytest
 
 from tests.mutants import corpus
-from tests.support import impl as impl_api
-from tests.support import subrun
+from tests.support import loader, subrun
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "effnet" / "model.py"
@@ -115,7 +114,7 @@ def test_fork_lacking_part_of_the_api_gets_a_verdict_on_the_rest(tmp_path: Path,
 
 
 def test_fork_without_a_network_constructor_gets_one_clear_message(tmp_path: Path) -> None:
-    names = ", ".join(impl_api.NETWORK_CONSTRUCTORS)
+    names = ", ".join(loader.NETWORK_CONSTRUCTORS)
     path = tmp_path / "no_network.py"
     path.write_text(f"{SOURCE.read_text()}\n\ndel {names}\n")
     returncode, output = run("--impl", str(path))
@@ -187,16 +186,16 @@ def test_minimal_fork_loads_and_lacks_every_optional_feature(tmp_path: Path) -> 
     """The corpus' `minimal-api` variation (the tutorial's API only) is a valid fork without them."""
     minimal = next(f for f in corpus.load() if f.name == "minimal-api")
     path = corpus.write(minimal, corpus.build(minimal, SOURCE.read_text()), tmp_path)
-    module = impl_api.load(str(path))
-    assert impl_api.api_problems(module) == []
-    for feature in impl_api.OPTIONAL_FEATURES:
-        assert impl_api.optional_missing(module, feature), f"the minimal fork is said to have {feature}"
+    module = loader.load(str(path))
+    assert loader.api_problems(module) == []
+    for feature in loader.OPTIONAL_FEATURES:
+        assert loader.optional_missing(module, feature), f"the minimal fork is said to have {feature}"
 
 
 def test_effnet_has_every_optional_feature() -> None:
-    module = impl_api.load("effnet")
-    for feature in [*impl_api.OPTIONAL_FEATURES, "EfficientNet(drop_rate)", "efficientnet_b3(drop_path_rate)"]:
-        assert impl_api.optional_missing(module, feature) is None, feature
+    module = loader.load("effnet")
+    for feature in [*loader.OPTIONAL_FEATURES, "EfficientNet(drop_rate)", "efficientnet_b3(drop_path_rate)"]:
+        assert loader.optional_missing(module, feature) is None, feature
 
 
 def _fake(**attrs: object) -> ModuleType:
@@ -211,14 +210,14 @@ def test_require_optional_skips_naming_the_clause() -> None:
         match=r"optional clause API-5 \(Larger variants\) not implemented: "
         r"it has no efficientnet_b8",
     ):
-        impl_api.require_optional(_fake(), "efficientnet_b8")
+        loader.require_optional(_fake(), "efficientnet_b8")
     with pytest.raises(pytest.skip.Exception, match=r"API-6 .*it has no EfficientNet.forward_stages"):
-        impl_api.require_optional(_fake(EfficientNet=SimpleNamespace()), "EfficientNet.forward_stages")
+        loader.require_optional(_fake(EfficientNet=SimpleNamespace()), "EfficientNet.forward_stages")
 
     def without_kwargs(w_factor: float = 1, d_factor: float = 1, n_classes: int = 1000) -> None: ...
 
     with pytest.raises(pytest.skip.Exception, match=r"API-7 .*EfficientNet accepts no keyword argument 'drop_rate'"):
-        impl_api.require_optional(_fake(EfficientNet=without_kwargs), "EfficientNet(drop_rate)")
+        loader.require_optional(_fake(EfficientNet=without_kwargs), "EfficientNet(drop_rate)")
 
 
 def test_require_optional_returns_the_feature() -> None:
@@ -227,16 +226,16 @@ def test_require_optional_returns_the_feature() -> None:
 
     def with_kwargs(w_factor: float = 1, *, drop_rate: float = 0.2) -> None: ...
 
-    assert impl_api.require_optional(_fake(efficientnet_b8=b8), "efficientnet_b8") is b8
-    assert impl_api.require_optional(_fake(EfficientNet=with_kwargs), "EfficientNet(drop_rate)") is with_kwargs
+    assert loader.require_optional(_fake(efficientnet_b8=b8), "efficientnet_b8") is b8
+    assert loader.require_optional(_fake(EfficientNet=with_kwargs), "EfficientNet(drop_rate)") is with_kwargs
 
 
 def test_require_optional_refuses_a_required_clause() -> None:
     # A test must not be able to skip a required clause by calling it optional.
     with pytest.raises(ValueError, match="not an optional clause"):
-        impl_api.require_optional(_fake(), "EfficientNetSequential", clause="API-1")
+        loader.require_optional(_fake(), "EfficientNetSequential", clause="API-1")
     with pytest.raises(ValueError, match="not an optional clause"):
-        impl_api.require_optional(_fake(), "efficientnet_b9")
+        loader.require_optional(_fake(), "efficientnet_b9")
 
 
 # --- A crash in torch.compile's child process -------------------------------------------------

@@ -18,12 +18,11 @@ from typing import Any
 import pytest
 
 from tests.conformance.test_api import VALID_CALLS
-from tests.support import evidence, spec, subrun
-from tests.support import impl as impl_api
+from tests.support import evidence, loader, spec, subrun
 from tests.support import report as clause_report
 
 SELECTION = "tests/conformance/test_api.py"
-API2_TESTS = len(impl_api.SIGNATURES) + len(VALID_CALLS)  # signatures, and calls with the tutorial's arguments
+API2_TESTS = len(loader.SIGNATURES) + len(VALID_CALLS)  # signatures, and calls with the tutorial's arguments
 SEQUENTIAL_TEST = f"{SELECTION}::test_sequential_has_eleven_children"
 # The break, appended to a copy of effnet: EfficientNetSequential loses its classifier, so it has
 # 10 children (API-3), while its signature stays the tutorial's (API-2 is checked at start-up).
@@ -65,7 +64,7 @@ def test_report_of_a_conforming_run(tmp_path):
     assert code == 0, output
     rows = by_clause(payload)
     assert list(rows) == list(spec.clauses()), "the JSON lists every clause of SPEC.md, in order"
-    expected_counts = {"API-1": len(impl_api.REQUIRED_NAMES), "API-2": API2_TESTS, "API-3": 6}
+    expected_counts = {"API-1": len(loader.REQUIRED_NAMES), "API-2": API2_TESTS, "API-3": 6}
     for clause, count in expected_counts.items():
         assert (rows[clause]["status"], rows[clause]["passed"]) == ("passed", count), rows[clause]
     others = {c: r["status"] for c, r in rows.items() if c not in expected_counts}
@@ -81,7 +80,7 @@ def test_report_of_a_broken_fork_under_xdist(tmp_path, broken_impl):
     code, output, payload = run_suite(tmp_path, "-n", "2", "--impl", str(broken_impl), "--skips-file", str(skips))
     assert code == 1, output
     rows = by_clause(payload)
-    assert (rows["API-1"]["status"], rows["API-1"]["passed"]) == ("passed", len(impl_api.REQUIRED_NAMES))
+    assert (rows["API-1"]["status"], rows["API-1"]["passed"]) == ("passed", len(loader.REQUIRED_NAMES))
     api2 = rows["API-2"]
     assert (api2["status"], api2["passed"], api2["skipped"]) == ("skipped", 0, API2_TESTS), api2
     assert "not checked for this fork" in api2["detail"], api2
@@ -372,14 +371,14 @@ class SEBlock(nn.Module):  # the tutorial's squeeze: a max-pool
 def max_pool_se(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
     path = tmp_path_factory.mktemp("fork") / "max_pool_se.py"
     path.write_text((spec.ROOT / "effnet" / "model.py").read_text() + TUTORIAL_SE)
-    return impl_api.load(str(path))
+    return loader.load(str(path))
 
 
 def test_an_erratum_is_named_only_when_its_signature_shows(max_pool_se):
     # The same failure of SE-1 (a tolerance, say a TF32 rounding difference on a GPU): effnet's SE
     # is an average, so E-1 is not named; a max-pool SE shows E-1's signature, so it is.
     tolerance = make_report("SE-1", "failed", longrepr="E   AssertionError: the gate differs by 3.1e-04 relative")
-    assert statuses(tolerance, module=impl_api.load("effnet"))["SE-1"]["errata"] == []
+    assert statuses(tolerance, module=loader.load("effnet"))["SE-1"]["errata"] == []
     (named,) = statuses(tolerance, module=max_pool_se)["SE-1"]["errata"]
     assert named.startswith("E-1: the tutorial: SE squeeze is AdaptiveMaxPool2d; the spec: global average pooling: ")
     assert "max-pool squeeze" in named
@@ -413,7 +412,7 @@ def test_every_erratum_names_a_defined_clause_and_has_a_recogniser():
 
 
 def test_no_recogniser_sees_a_departure_in_effnet():
-    effnet = impl_api.load("effnet")
+    effnet = loader.load("effnet")
     seen = {e: found for e in evidence.RECOGNISERS if (found := evidence.recognise(e, effnet))}
     assert not seen, f"recognisers fire on the conforming effnet: {seen}"
 

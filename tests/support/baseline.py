@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import impl as impl_loader
+from tests.support import loader
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "effnet"  # the folder of the checkout that a git revision's baseline is taken from
@@ -59,14 +59,14 @@ def resolve(ref: str, root: Path = ROOT) -> Baseline:
         description = f"git {ref} ({commit[:10]})"
     else:
         try:
-            module = impl_loader.load(ref)
-        except impl_loader.ImplError as e:
+            module = loader.load(ref)
+        except loader.ImplError as e:
             message = str(e).removeprefix(f"--impl {ref}: ")
             if message.startswith("no module named") or message == "no such file":
                 message = f"neither a git revision of {root} nor an importable module or .py file"
             raise BaselineError(f"--baseline {ref}: {message}") from None
         description = f"module {ref}" if not ref.endswith(".py") else f"file {ref}"
-    refused = impl_loader.no_network(module)
+    refused = loader.no_network(module)
     if refused:
         raise BaselineError(f"--baseline {ref} ({description}) is not the EfficientNet API: {refused}")
     return Baseline(ref, description, module)
@@ -138,8 +138,8 @@ def _import_as(name: str, init: Path, ref: str) -> ModuleType:
     except Exception as e:
         sys.modules.pop(name, None)
         raise BaselineError(
-            f"--baseline {ref}: importing its {PACKAGE}/ raised {type(e).__name__}: {impl_loader._one_line(e)}"
-            f"{impl_loader._blame(e)}"
+            f"--baseline {ref}: importing its {PACKAGE}/ raised {type(e).__name__}: {loader._one_line(e)}"
+            f"{loader._blame(e)}"
         ) from None
     finally:
         for key in [key for key in sys.modules if own(key)]:
@@ -209,7 +209,7 @@ class WhatItDefines:
 
     def __init__(self, module: ModuleType) -> None:
         self._module = module
-        self._unusable = impl_loader.unusable(module)
+        self._unusable = loader.unusable(module)
 
     def __getattr__(self, name: str) -> Any:
         if why := self.__dict__["_unusable"].get(name):

@@ -25,8 +25,7 @@ from typing import Any
 import pytest
 
 import effnet_pytest_options
-from tests.support import impl as impl_loader
-from tests.support import spec
+from tests.support import loader, spec
 
 DEFAULT_IMPL = effnet_pytest_options.DEFAULT_IMPL
 
@@ -56,14 +55,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
     name = config.getoption("--impl")
     try:
-        module = impl_loader.load(name)
-    except impl_loader.ImplError as e:
+        module = loader.load(name)
+    except loader.ImplError as e:
         raise pytest.UsageError(f"cannot test the implementation: {e}") from None
-    refused = impl_loader.no_network(module)
+    refused = loader.no_network(module)
     if refused:
         raise pytest.UsageError(f"--impl {name} is not the EfficientNet API: {refused}")
     config.stash[IMPL_KEY] = module
-    config.stash[UNUSABLE_KEY] = impl_loader.unusable(module)
+    config.stash[UNUSABLE_KEY] = loader.unusable(module)
 
 
 IMPL_KEY = pytest.StashKey[ModuleType]()

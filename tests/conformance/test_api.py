@@ -28,8 +28,8 @@ def test_signature_matches_tutorial(impl, name):
     if not callable(getattr(module, name, None)):
         pytest.skip(f"undecided: needs {name}, which the implementation lacks or cannot call (clause API-1)")
     params = list(inspect.signature(getattr(module, name)).parameters.values())
-    problems = loader._signature_problems(module, name, params, loader.SIGNATURES[name])
-    assert not problems, problems[0]
+    problem = loader.signature_problem(module, name, params)
+    assert problem is None, problem
 
 
 # Calls with the tutorial's arguments (positional, in its order, at its defaults and beside them):
@@ -72,11 +72,11 @@ def test_callable_accepts_the_tutorials_arguments(impl, name, args):
         return
     except Exception as e:
         if not reference.meta_caused(e):  # raised on any device: no need to build it for real
-            raise AssertionError(f"{name}{args} raised {type(e).__name__}: {loader._one_line(e)}") from e
+            raise AssertionError(f"{name}{args} raised {type(e).__name__}: {loader.one_line(e)}") from e
     try:  # only the meta device refused it: the CPU call is the verdict
         call(*args)
     except Exception as e:
-        raise AssertionError(f"{name}{args} raised {type(e).__name__}: {loader._one_line(e)}") from e
+        raise AssertionError(f"{name}{args} raised {type(e).__name__}: {loader.one_line(e)}") from e
 
 
 @pytest.mark.clause("API-3")

@@ -209,13 +209,8 @@ def test_the_view_is_the_module_with_its_constructors_checked():
     assert boundary.unchecked(view) is module
     assert inspect.signature(view.create_stage) == inspect.signature(create_stage)
     # API-2 compares create_stage's default layer with the module's mbconv6 by identity.
-    problems = loader._signature_problems(
-        boundary.unchecked(view),
-        "create_stage",
-        list(inspect.signature(view.create_stage).parameters.values()),
-        loader.SIGNATURES["create_stage"],
-    )
-    assert problems == []
+    params = list(inspect.signature(view.create_stage).parameters.values())
+    assert loader.signature_problem(boundary.unchecked(view), "create_stage", params) is None
     model = view.EfficientNet(0.5, 0.5, 4)
     assert isinstance(model, view.EfficientNet)
     assert type(model) is Net, "the module's own class, not a subclass"

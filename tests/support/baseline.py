@@ -138,8 +138,8 @@ def _import_as(name: str, init: Path, ref: str) -> ModuleType:
     except Exception as e:
         sys.modules.pop(name, None)
         raise BaselineError(
-            f"--baseline {ref}: importing its {PACKAGE}/ raised {type(e).__name__}: {loader._one_line(e)}"
-            f"{loader._blame(e)}"
+            f"--baseline {ref}: importing its {PACKAGE}/ raised {type(e).__name__}: {loader.one_line(e)}"
+            f"{loader.raised_at(e)}"
         ) from None
     finally:
         for key in [key for key in sys.modules if own(key)]:

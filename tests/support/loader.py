@@ -1,12 +1,15 @@
-"""Load the implementation under test and check its API (clauses API-1, API-2).
+"""Load the implementation under test and check what it must define (API-1, API-2) and what it may
+(the optional API-5, API-6, API-7).
 
-An implementation is a dotted module name (``effnet``, ``mypkg.effnet``) or a path to a
-``.py`` file.  Loading problems become one ``ImplError`` whose message says what is wrong,
-so that the suite can stop with a single clear line instead of a wall of tracebacks.
+An implementation is a dotted module name (``effnet``, ``mypkg.effnet``) or a path to a ``.py``
+file.  Every way loading it can fail becomes one ``ImplError`` whose message says what is wrong, so
+that the suite stops with one clear line instead of a wall of tracebacks.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -22,59 +25,37 @@ from tests.support import spec
 
 REQUIRED = object()  # marks a parameter without a default
 
-# API-2: the tutorial's public callables, their parameters in order, and their defaults.
-SIGNATURES: dict[str, list[tuple[str, Any]]] = {
-    "conv_block": [
-        ("in_channels", REQUIRED),
-        ("out_channels", REQUIRED),
-        ("kernel_size", 3),
-        ("stride", 1),
-        ("padding", 0),
-        ("groups", 1),
-        ("bias", False),
-        ("bn", True),
-        ("act", True),
-    ],
-    "SEBlock": [("c", REQUIRED), ("r", 24)],
-    "MBConv": [
-        ("n_in", REQUIRED),
-        ("n_out", REQUIRED),
-        ("expansion", REQUIRED),
-        ("kernel_size", 3),
-        ("stride", 1),
-        ("r", 24),
-        ("dropout", 0.1),
-    ],
-    "mbconv1": [
-        ("n_in", REQUIRED),
-        ("n_out", REQUIRED),
-        ("kernel_size", 3),
-        ("stride", 1),
-        ("r", 24),
-        ("dropout", 0.1),
-    ],
-    "scale_width": [("w", REQUIRED), ("w_factor", REQUIRED)],
-    "efficientnet_scaler": [("w_factor", 1), ("d_factor", 1)],
-    "create_stage": [
-        ("n_in", REQUIRED),
-        ("n_out", REQUIRED),
-        ("num_layers", REQUIRED),
-        ("layer", "mbconv6"),  # compared by identity with the module's mbconv6
-        ("kernel_size", 3),
-        ("stride", 1),
-        ("r", 24),
-        ("ps", 0),
-    ],
-    "EfficientNet": [("w_factor", 1), ("d_factor", 1), ("n_classes", 1000)],
-    "EfficientNetSequential": [("w_factor", 1), ("d_factor", 1), ("n_classes", 1000)],
+# API-2: the tutorial's public callables, their parameters in order, and their defaults (``layer=mbconv6``:
+# the module's own mbconv6, compared by identity).
+_TUTORIAL = {
+    "conv_block": (
+        "in_channels, out_channels, kernel_size=3, stride=1, padding=0, groups=1, bias=False, bn=True, act=True"
+    ),
+    "SEBlock": "c, r=24",
+    "MBConv": "n_in, n_out, expansion, kernel_size=3, stride=1, r=24, dropout=0.1",
+    "mbconv1": "n_in, n_out, kernel_size=3, stride=1, r=24, dropout=0.1",
+    "scale_width": "w, w_factor",
+    "efficientnet_scaler": "w_factor=1, d_factor=1",
+    "create_stage": "n_in, n_out, num_layers, layer=mbconv6, kernel_size=3, stride=1, r=24, ps=0",
+    "EfficientNet": "w_factor=1, d_factor=1, n_classes=1000",
+    "EfficientNetSequential": "w_factor=1, d_factor=1, n_classes=1000",
+    "mbconv6": "n_in, n_out, kernel_size=3, stride=1, r=24, dropout=0.1",
+    **{f"efficientnet_b{n}": "n_classes=1000" for n in range(8)},
 }
-SIGNATURES["mbconv6"] = SIGNATURES["mbconv1"]
-for _n in range(8):
-    SIGNATURES[f"efficientnet_b{_n}"] = [("n_classes", 1000)]
 
+
+def _parameters(text: str) -> list[tuple[str, Any]]:
+    """``"n_in, r=24"`` -> ``[("n_in", REQUIRED), ("r", 24)]``."""
+    pairs = [p.partition("=")[::2] for p in text.split(", ")]
+    return [(n, REQUIRED if not d else d if d == "mbconv6" else ast.literal_eval(d)) for n, d in pairs]
+
+
+SIGNATURES: dict[str, list[tuple[str, Any]]] = {name: _parameters(text) for name, text in _TUTORIAL.items()}
 TABLES = ("widths", "depths", "kernel_sizes", "strides", "ps")
 REQUIRED_NAMES = tuple(SIGNATURES) + TABLES
-OPTIONAL_NAMES = ("efficientnet_b8", "efficientnet_l2")
+# The network protocol: a fork that defines at least one of these gets a verdict (the smallest fork is
+# one network constructor); every clause is judged from what it defines.
+NETWORK_CONSTRUCTORS = ("EfficientNet", *(f"efficientnet_b{n}" for n in range(8)), "EfficientNetSequential")
 
 
 class ImplError(Exception):
@@ -100,9 +81,9 @@ def load(spec: str) -> ModuleType:
     except ModuleNotFoundError as e:
         if e.name and (spec == e.name or spec.startswith(e.name + ".")):
             raise ImplError(f"--impl {spec}: no module named {spec!r} (not a .py file either)") from None
-        raise ImplError(f"--impl {spec}: it imports {e.name!r}, which is not installed ({e}){_blame(e)}") from None
+        raise ImplError(f"--impl {spec}: it imports {e.name!r}, which is not installed ({e}){raised_at(e)}") from None
     except (Exception, SystemExit) as e:
-        raise ImplError(f"--impl {spec}: importing it raised {type(e).__name__}: {_one_line(e)}{_blame(e)}") from None
+        raise ImplError(f"--impl {spec}: importing it raised {type(e).__name__}: {one_line(e)}{raised_at(e)}") from None
 
 
 def _load_file(spec: str, path: Path) -> ModuleType:
@@ -124,36 +105,36 @@ def _load_file(spec: str, path: Path) -> ModuleType:
     return module
 
 
-def _one_line(e: BaseException, limit: int = 300) -> str:
+def one_line(e: BaseException, limit: int = 300) -> str:
+    """The exception's message on one line, at most ``limit`` characters."""
     text = " ".join(str(e).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _blame(e: BaseException) -> str:
+@functools.cache
+def _library_dirs() -> tuple[str, ...]:
+    paths = [sysconfig.get_paths().get(key) for key in ("stdlib", "platstdlib", "purelib", "platlib")]
+    return tuple(str(Path(p).resolve()) for p in paths if p)
+
+
+def in_library(filename: str) -> bool:
+    """Whether ``filename`` is Python's, an installed library's or no file (``<string>``): code that is
+    neither the fork's nor the suite's."""
+    return filename.startswith("<") or str(Path(filename).resolve()).startswith(_library_dirs())
+
+
+def raised_at(e: BaseException) -> str:
     """' (at FILE, line N)' for the innermost frame outside Python's and the libraries' own files:
     the fork's line that went wrong, not torch's."""
     frames = traceback.extract_tb(e.__traceback__)
-    library_dirs = tuple(
-        str(Path(p).resolve())
-        for key in ("stdlib", "platstdlib", "purelib", "platlib")
-        if (p := sysconfig.get_paths().get(key))
-    )
-    own = [
-        f
-        for f in frames
-        if not f.filename.startswith("<") and not str(Path(f.filename).resolve()).startswith(library_dirs)
-    ]
-    where = (own or frames or [None])[-1]
+    where = ([f for f in frames if not in_library(f.filename)] or frames or [None])[-1]
     return "" if where is None else f" (at {where.filename}, line {where.lineno})"
 
 
-def _format(params: list[tuple[str, Any]]) -> str:
-    return "(" + ", ".join(n if d is REQUIRED else f"{n}={d}" for n, d in params) + ")"
-
-
-# The network protocol: a fork that defines at least one of these gets a verdict (the smallest fork is
-# one network constructor); every clause is judged from what it defines.
-NETWORK_CONSTRUCTORS = ("EfficientNet", *(f"efficientnet_b{n}" for n in range(8)), "EfficientNetSequential")
+# --- What the fork must define (API-1, API-2) ------------------------------------------------------
+def lacking(name: str) -> str:
+    """Why a test cannot use ``name`` when the implementation does not define it."""
+    return f"the implementation lacks {name} (clause API-1)"
 
 
 def unusable(module: ModuleType) -> dict[str, str]:
@@ -163,27 +144,23 @@ def unusable(module: ModuleType) -> dict[str, str]:
     found: dict[str, str] = {}
     for name in REQUIRED_NAMES:
         if not hasattr(module, name):
-            found[name] = f"the implementation lacks {name} (clause API-1)"
-            continue
-        obj = getattr(module, name)
-        if name not in SIGNATURES:
-            continue
-        if not callable(obj):
+            found[name] = lacking(name)
+        elif name in SIGNATURES and not callable(getattr(module, name)):
             found[name] = f"{name} is not callable (clause API-1)"
-            continue
-        try:
-            params = list(inspect.signature(obj).parameters.values())
-        except (TypeError, ValueError):
-            continue  # a builtin without a signature: let the tests decide
-        if problems := _signature_problems(module, name, params, SIGNATURES[name]):
-            found[name] = problems[0]
+        elif name in SIGNATURES:
+            try:
+                params = list(inspect.signature(getattr(module, name)).parameters.values())
+            except (TypeError, ValueError):
+                continue  # a builtin without a signature: let the tests decide
+            if problem := signature_problem(module, name, params):
+                found[name] = problem
     return found
 
 
 def api_problems(module: ModuleType) -> list[str]:
     """Everything that stops the module from being the whole of the tutorial's API (API-1, API-2)."""
     found = unusable(module)
-    missing = [n for n, why in found.items() if why.startswith("the implementation lacks")]
+    missing = [n for n, why in found.items() if why == lacking(n)]
     problems = [f"lacks required name(s) {', '.join(missing)} (clause API-1)"] if missing else []
     return problems + [why for n, why in found.items() if n not in missing]
 
@@ -193,20 +170,20 @@ def no_network(module: ModuleType) -> str | None:
     found = unusable(module)
     if any(name not in found for name in NETWORK_CONSTRUCTORS):
         return None
-    lacking = "; ".join(found[n] for n in NETWORK_CONSTRUCTORS if not found[n].startswith("the implementation"))
+    otherwise = "; ".join(found[n] for n in NETWORK_CONSTRUCTORS if found[n] != lacking(n))
     return (
         "it defines no network constructor: none of EfficientNet(w_factor, d_factor, n_classes), "
         "efficientnet_b0..b7(n_classes), EfficientNetSequential(w_factor, d_factor, n_classes) (clause API-1)"
-        + (f"; {lacking}" if lacking else "")
+        + (f"; {otherwise}" if otherwise else "")
     )
 
 
-def _signature_problems(
-    module: ModuleType, name: str, params: list[inspect.Parameter], expected: list[tuple[str, Any]]
-) -> list[str]:
+def signature_problem(module: ModuleType, name: str, params: list[inspect.Parameter]) -> str | None:
+    """API-2: what is wrong with the parameters ``params`` of the module's ``name`` (the tutorial's
+    positional parameters, in order, with its defaults; any further one optional), else None."""
+    expected = SIGNATURES[name]
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     got = [(p.name, REQUIRED if p.default is p.empty else p.default) for p in positional]
-    want = _format(expected)
     head = got[: len(expected)]
     ok = len(head) == len(expected) and all(
         gn == en and _same_default(module, gd, ed) for (gn, gd), (en, ed) in zip(head, expected, strict=True)
@@ -216,9 +193,13 @@ def _signature_problems(
         for p in params[len(expected) :]
         if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
     ]
-    if not ok or extra_required:
-        return [f"{name}{_format(got)} does not match the required signature {name}{want} (clause API-2)"]
-    return []
+    if ok and not extra_required:
+        return None
+    return f"{name}{_format(got)} does not match the required signature {name}{_format(expected)} (clause API-2)"
+
+
+def _format(params: list[tuple[str, Any]]) -> str:
+    return "(" + ", ".join(n if d is REQUIRED else f"{n}={d}" for n, d in params) + ")"
 
 
 def _same_default(module: ModuleType, got: Any, expected: Any) -> bool:
@@ -231,7 +212,7 @@ def _same_default(module: ModuleType, got: Any, expected: Any) -> bool:
     return bool(got == expected)
 
 
-# --- Optional parts of the API (API-5, API-6, API-7) ---------------------------------
+# --- What the fork may define (API-5, API-6, API-7) ---------------------------------------------
 # feature -> the optional clause that defines it.  A feature is a module attribute
 # ("efficientnet_b8"), an attribute of one ("EfficientNet.forward_stages"), or a keyword
 # argument ("drop_rate": of every callable of API-7; "EfficientNet(drop_rate)": of one).
@@ -242,6 +223,7 @@ OPTIONAL_FEATURES: dict[str, str] = {
     "drop_rate": "API-7",
     "drop_path_rate": "API-7",
 }
+REGULARISATION_KEYWORDS = ("drop_rate", "drop_path_rate")
 # API-7: the callables that accept drop_rate and drop_path_rate.
 REGULARISATION_CALLABLES = ("EfficientNet", "EfficientNetSequential", *(f"efficientnet_b{n}" for n in range(8)))
 _KEYWORD = re.compile(r"^(\w+)\((\w+)\)$")
@@ -251,7 +233,7 @@ def optional_missing(module: ModuleType, feature: str) -> str | None:
     """None when ``module`` provides the optional ``feature``, else what it lacks (for a skip reason)."""
     if m := _KEYWORD.match(feature):
         return _lacks_keyword(module, m.group(1), m.group(2))
-    if feature in ("drop_rate", "drop_path_rate"):
+    if feature in REGULARISATION_KEYWORDS:
         lacking = [n for n in REGULARISATION_CALLABLES if _lacks_keyword(module, n, feature)]
         if len(lacking) == len(REGULARISATION_CALLABLES):
             return f"none of EfficientNet, EfficientNetSequential, efficientnet_b0..b7 accepts {feature!r}"
@@ -302,9 +284,6 @@ def require_optional(module: ModuleType, feature: str, clause: str | None = None
         )
     if m:
         return getattr(module, m.group(1))
-    if base in ("drop_rate", "drop_path_rate"):
+    if base in REGULARISATION_KEYWORDS:
         return None
-    owner: Any = module
-    for part in feature.split("."):
-        owner = getattr(owner, part)
-    return owner
+    return functools.reduce(getattr, feature.split("."), module)

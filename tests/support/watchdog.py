@@ -69,11 +69,11 @@ import select
 import shutil
 import signal
 import sys
-import sysconfig
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, ModuleType
@@ -81,14 +81,14 @@ from typing import IO, Any
 
 import pytest
 
+from tests.support.loader import in_library
+
 ROOT = Path(__file__).resolve().parents[2]
 DURATIONS = ROOT / "tests" / "mutants" / "durations.json"
 
-# A correct fork never meets its bound: the recorded durations are effnet's on one thread, on a
-# machine that was measured to run twice as slow with a second job beside it (docs/time-budget.md),
-# and up to 4 times as slow (under load) or 28 times for the test that first builds timm's models
-# in a worker (measured: 6.9 s against 0.24 s recorded).  A fork that loops forever costs a
-# worker its first hang's bound (at most FLOOR_S + SLACK * 2.75 + FIRST_S, about 90 s), then seconds.
+# A correct fork never meets its bound: the recorded durations are effnet's on one thread, and a
+# machine under load, or a worker's first test that builds timm's models, runs many times slower
+# (docs/time-budget.md).  A fork that loops forever costs a worker its first hang's bound, then seconds.
 FLOOR_S = 30.0
 SLACK = 10.0
 FIRST_S = 30.0  # the first test of a process pays for lazy imports and the first allocations
@@ -96,9 +96,10 @@ DEFAULT_S = 900.0  # a test without a recorded duration (outside tests/conforman
 TIGHT_FLOOR_S = 1.0  # a call of a function already seen not to return: the same hang after this ...
 TIGHT_SLACK = 3.0  # ... plus this times the test's recorded duration (a call is part of its test)
 TICK_S = 0.5
-RECOGNISER_S = 60.0  # an erratum's recogniser builds one small model: a second or two
+RECOGNISER_S = 60.0  # an erratum's recogniser builds one small model
 FAULTS_SUFFIX = ".faults"  # a worker's faulthandler dump: <run dir>/<worker id>.faults
 HANGS_FILE = "hangs.tsv"  # the calls that did not return: code key, tab, where it was seen
+Frame = tuple[str, int, str, str]  # a frame of a stack: (filename, line, function, code key)
 
 
 class DidNotReturn(BaseException):
@@ -129,12 +130,12 @@ class _Run:
     durations: dict[str, float]
     suite_bounds: bool  # False: the user's --timeout / $PYTEST_TIMEOUT / ini gives every bound
     config: pytest.Config
-    worker: str | None = None  # the xdist worker id, None in the controller or a run without xdist
+    worker: str | None  # the xdist worker id, None in the controller or a run without xdist
+    apart: bool  # the errata's recognisers run in a forked process (the xdist controller)
+    stderr: IO[str] | None  # the real standard error (pytest captures fd 2), for a dump
     started: int = 0  # tests started in this process
     faults: IO[str] | None = None  # this worker's faulthandler file
-    stderr: IO[str] | None = None  # the real standard error (pytest captures fd 2), for a dump
     impl_roots: tuple[Path, ...] | None = None
-    apart: bool = False  # the errata's recognisers run in a forked process (the xdist controller)
     hangs: dict[str, str] = field(default_factory=dict)  # code key -> where it did not return
     hangs_size: int = -1
     clauses: dict[str, str] = field(default_factory=dict)  # node ID -> its clauses (controller)
@@ -160,37 +161,35 @@ def pytest_configure(config: pytest.Config) -> None:
     global _run, _previous_sigint
     if _run is not None:
         return  # a pytest run inside this one's process (pytester): the outer run's bounds and directory
-    workerinput = getattr(config, "workerinput", None)
-    if workerinput is not None and workerinput.get("effnet_run_dir"):
-        directory, owner = Path(workerinput["effnet_run_dir"]), False
-    else:
-        directory, owner = Path(tempfile.mkdtemp(prefix="effnet-run-")), True
-    suite_bounds = False
-    if config.pluginmanager.has_plugin("timeout"):
-        given = config.getoption("timeout") is not None or os.environ.get("PYTEST_TIMEOUT") or config.getini("timeout")
-        suite_bounds = not given
-        if suite_bounds:
-            config.option.timeout = DEFAULT_S  # pytest-timeout then calls the timer hook for every test
+    workerinput: dict[str, Any] = getattr(config, "workerinput", None) or {}
+    shared = workerinput.get("effnet_run_dir")
+    timed = config.pluginmanager.has_plugin("timeout")
+    given = timed and (
+        config.getoption("timeout") is not None or os.environ.get("PYTEST_TIMEOUT") or config.getini("timeout")
+    )
+    if timed and not given:
+        config.option.timeout = DEFAULT_S  # pytest-timeout then calls the timer hook for every test
     try:
         durations = {k: float(v) for k, v in json.loads(DURATIONS.read_text()).items()}
     except (OSError, ValueError):
         durations = {}
-    _run = _Run(directory, owner, durations, suite_bounds, config)
-    _run.worker = workerinput.get("workerid") if workerinput is not None else None
-    _run.apart = (
-        workerinput is None
-        and config.pluginmanager.has_plugin("xdist")
-        and bool(getattr(config.option, "numprocesses", None))
-    )
     try:
-        _run.stderr = os.fdopen(os.dup(2), "w")  # capture is suspended while pytest_configure runs
+        stderr: IO[str] | None = os.fdopen(os.dup(2), "w")  # capture is suspended while pytest_configure runs
     except OSError:
-        _run.stderr = None
-    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) not in (
-        signal.SIG_IGN,
-        signal.SIG_DFL,
-        None,
-    ):
+        stderr = None
+    xdist = config.pluginmanager.has_plugin("xdist") and bool(getattr(config.option, "numprocesses", None))
+    _run = _Run(
+        directory=Path(shared) if shared else Path(tempfile.mkdtemp(prefix="effnet-run-")),
+        owner=not shared,
+        durations=durations,
+        suite_bounds=timed and not given,
+        config=config,
+        worker=workerinput.get("workerid"),
+        apart=not workerinput and xdist,
+        stderr=stderr,
+    )
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is threading.main_thread() and previous not in (signal.SIG_IGN, signal.SIG_DFL, None):
         _previous_sigint = signal.signal(signal.SIGINT, _real_sigint)
 
 
@@ -282,8 +281,7 @@ def _disarm() -> None:
 
 def _backstop(seconds: float) -> None:
     """faulthandler's watchdog: every thread's stack, then the end of the process, in ``seconds``."""
-    run = _run
-    out = run.faults if run is not None and run.faults is not None else (run.stderr if run is not None else None)
+    out = (_run.faults or _run.stderr) if _run is not None else None
     with contextlib.suppress(ValueError, RuntimeError, AttributeError, OSError):
         faulthandler.dump_traceback_later(max(seconds, 1.0), exit=True, file=out or sys.__stderr__)
 
@@ -342,159 +340,8 @@ def _same_hang(stack: list[FrameType], timer: _Timer, now: float, began: float) 
     )
 
 
-# --- Whose code did not return ---------------------------------------------------------------------
-def _stack(frame: FrameType, test: tuple[str, str] | None) -> list[FrameType]:
-    """The interrupted frames, innermost first, up to the test function's frame (all, without one)."""
-    frames = []
-    f: FrameType | None = frame
-    while f is not None:
-        frames.append(f)
-        if test is not None and (f.f_code.co_filename, f.f_code.co_name) == test:
-            break
-        f = f.f_back
-    return frames
-
-
-def _impl_roots() -> tuple[Path, ...]:
-    run = _run
-    if run is None:
-        return ()
-    if run.impl_roots is None:
-        from tests.support.plugin import IMPL_KEY
-
-        module: ModuleType | None = run.config.stash.get(IMPL_KEY, None)
-        file = getattr(module, "__file__", None)
-        if file is None:
-            return ()
-        path = Path(file).resolve()
-        run.impl_roots = (path.parent if path.name == "__init__.py" else path,)
-    return run.impl_roots
-
-
-_SIDES: dict[str, str] = {}
-_SELF = str(Path(__file__).resolve())
-
-
-@functools.cache
-def _library_dirs() -> tuple[str, ...]:
-    paths = sysconfig.get_paths()
-    keys = ("stdlib", "platstdlib", "purelib", "platlib")
-    return tuple(str(Path(p).resolve()) for key in keys if (p := paths.get(key)))
-
-
-def side(filename: str, impl_roots: tuple[Path, ...] | None = None) -> str:
-    """Whose code ``filename`` is: "suite", "impl" (the implementation under test: its file or package, and
-    any other code of its own that it runs, such as the module a shim re-exports) or "library" (torch,
-    timm, the standard library, pytest: whatever is installed; and this module)."""
-    roots = _impl_roots() if impl_roots is None else impl_roots
-    key = f"{filename}\0{roots}"
-    if key not in _SIDES:
-        from tests.support import evidence
-
-        try:
-            path = Path(filename).resolve()
-        except (OSError, ValueError):
-            path = None
-        if path is None or str(path) == _SELF:
-            found = "library"
-        elif any(path == r or path.is_relative_to(r) for r in roots):
-            found = "impl"
-        elif evidence._in_suite(filename):
-            found = "suite"
-        elif filename.startswith("<") or str(path).startswith(_library_dirs()):
-            found = "library"
-        else:
-            found = "impl"  # neither the suite's nor installed: the fork's own code in another file
-        _SIDES[key] = found
-    return _SIDES[key]
-
-
-def _code_key(f: FrameType) -> str:
-    code = f.f_code
-    return f"{code.co_filename}:{code.co_firstlineno}:{code.co_name}"
-
-
-def _place(filename: str, line: int, function: str) -> str:
-    try:
-        shown = str(Path(filename).resolve().relative_to(ROOT))
-    except ValueError:
-        shown = filename
-    return f"{function} ({shown}:{line})"
-
-
-@dataclass
-class Where:
-    """Whose code did not return (or crashed), and the suite's call into the implementation."""
-
-    owner: str  # "impl", "suite" or "library"
-    place: str  # "function (file:line)" of the innermost frame of the owner's code
-    path: str  # the owner's file, relative to the repository where inside it
-    line: int
-    caller: str | None  # "function (file:line): source" of the suite's call into the implementation
-    keys: list[str]  # the code keys of the owner's frames (the hung calls), innermost first
-
-    def describe(self) -> str:
-        called = f", called from {self.caller}" if self.caller else ""
-        return f"{self.place}{called}"
-
-
-def where(frames: list[tuple[str, int, str, str]], impl_roots: tuple[Path, ...] | None = None) -> Where:
-    """Read a stack, innermost first, each frame (filename, line, function, code key)."""
-    sides = [side(f[0], impl_roots) for f in frames]
-    index = next((i for i, s in enumerate(sides) if s in ("impl", "suite")), 0)
-    owner = sides[index] if frames else "library"
-    filename, line, function, _ = frames[index] if frames else ("?", 0, "?", "")
-    caller = None
-    if owner == "impl":
-        calls = [i for i in range(index + 1, len(frames)) if sides[i] == "suite"]
-        call = next((i for i in calls if not _forwards(frames[i][0])), calls[0] if calls else None)
-        if call is not None:
-            c_file, c_line, c_function, _ = frames[call]
-            source = linecache.getline(c_file, c_line).strip()
-            caller = _place(c_file, c_line, c_function) + (f": {source}" if source else "")
-    keys = (
-        [f[3] for f, s in zip(frames[index:], sides[index:], strict=True) if s == owner] if owner != "library" else []
-    )
-    try:
-        path = str(Path(filename).resolve().relative_to(ROOT))
-    except ValueError:
-        path = filename
-    return Where(owner, _place(filename, line, function), path, line, caller, keys)
-
-
-# The impl fixture's view of the implementation forwards each call of a constructor to it (and checks
-# what it returns): the call to name is the one into the view, from a test or a helper.
-FORWARDS_CALLS = (ROOT / "tests" / "support" / "boundary.py",)
-
-
-def _forwards(filename: str) -> bool:
-    try:
-        return Path(filename).resolve() in FORWARDS_CALLS
-    except (OSError, ValueError):
-        return False
-
-
-def _frames_of(stack: list[FrameType]) -> list[tuple[str, int, str, str]]:
-    return [(f.f_code.co_filename, f.f_lineno or 0, f.f_code.co_name, _code_key(f)) for f in stack]
-
-
-def did_not_return(
-    frames: list[tuple[str, int, str, str]], how: str, impl_roots: tuple[Path, ...] | None = None
-) -> tuple[DidNotReturn, Where]:
-    """The failure of a call that did not return, from the stack it was interrupted in (innermost first,
-    each frame (filename, line, function, code key)): an error of the suite when the innermost frame of
-    the suite's or the implementation's code is the suite's."""
-    found = where(frames, impl_roots)
-    exc = DidNotReturn(
-        f"{found.place} did not return: {how}" + (f"; called from {found.caller}" if found.caller else "")
-    )
-    if found.owner == "suite":
-        exc.suite_error_text = f"DidNotReturn: {found.place} did not return ({how}) at {found.path}:{found.line}"
-    return exc, found
-
-
 def _did_not_return(stack: list[FrameType], timer: _Timer, how: str, before: str | None) -> DidNotReturn:
-    exc, found = did_not_return(_frames_of(stack), how)
+    exc, found = did_not_return(_frames((f, f.f_lineno or 0) for f in stack), how)
     if before is None and found.owner == "impl":  # a new hang: later calls of its functions are cut short
         _register_hangs(found.keys, timer.label)
     return exc
@@ -527,6 +374,137 @@ def _known_hangs() -> dict[str, str]:
     return run.hangs
 
 
+# --- Whose code did not return ---------------------------------------------------------------------
+def _stack(frame: FrameType, test: tuple[str, str] | None) -> list[FrameType]:
+    """The interrupted frames, innermost first, up to the test function's frame (all, without one)."""
+    frames = []
+    for f, _ in traceback.walk_stack(frame):
+        frames.append(f)
+        if test is not None and (f.f_code.co_filename, f.f_code.co_name) == test:
+            break
+    return frames
+
+
+def _frames(stack: Iterable[tuple[FrameType, int]]) -> list[Frame]:
+    """(filename, line, function, code key) of each (frame, line)."""
+    return [(f.f_code.co_filename, line, f.f_code.co_name, _code_key(f)) for f, line in stack]
+
+
+def _code_key(f: FrameType) -> str:
+    code = f.f_code
+    return f"{code.co_filename}:{code.co_firstlineno}:{code.co_name}"
+
+
+def _impl_roots() -> tuple[Path, ...]:
+    run = _run
+    if run is None:
+        return ()
+    if run.impl_roots is None:
+        from tests.support.plugin import IMPL_KEY
+
+        module: ModuleType | None = run.config.stash.get(IMPL_KEY, None)
+        file = getattr(module, "__file__", None)
+        if file is None:
+            return ()
+        path = Path(file).resolve()
+        run.impl_roots = (path.parent if path.name == "__init__.py" else path,)
+    return run.impl_roots
+
+
+def side(filename: str, impl_roots: tuple[Path, ...] | None = None) -> str:
+    """Whose code ``filename`` is: "suite", "impl" (the implementation under test: its file or package, and
+    any other code of its own that it runs, such as the module a shim re-exports) or "library" (torch,
+    timm, the standard library, pytest: whatever is installed; and this module)."""
+    return _side(filename, _impl_roots() if impl_roots is None else impl_roots)
+
+
+@functools.cache
+def _side(filename: str, roots: tuple[Path, ...]) -> str:
+    from tests.support import evidence
+
+    try:
+        path = Path(filename).resolve()
+    except (OSError, ValueError):
+        return "library"
+    if path == Path(__file__).resolve():
+        return "library"
+    if any(path == r or path.is_relative_to(r) for r in roots):
+        return "impl"
+    if evidence._in_suite(filename):
+        return "suite"
+    return "library" if in_library(filename) else "impl"  # neither the suite's nor installed: the fork's own
+
+
+def _relative(filename: str) -> str:
+    """``filename`` relative to the repository where inside it."""
+    try:
+        return str(Path(filename).resolve().relative_to(ROOT))
+    except ValueError:
+        return filename
+
+
+@dataclass
+class Where:
+    """Whose code did not return (or crashed), and the suite's call into the implementation."""
+
+    owner: str  # "impl", "suite" or "library"
+    place: str  # "function (file:line)" of the innermost frame of the owner's code
+    path: str  # the owner's file, relative to the repository where inside it
+    line: int
+    caller: str | None  # "function (file:line): source" of the suite's call into the implementation
+    keys: list[str]  # the code keys of the owner's frames (the hung calls), innermost first
+
+    def call(self, separator: str = "; ") -> str:
+        """``"; called from CALLER"`` (after ``separator``), or "" where the suite's call is not known."""
+        return f"{separator}called from {self.caller}" if self.caller else ""
+
+
+# The impl fixture's view of the implementation forwards each call of a constructor to it (and checks
+# what it returns): the call to name is the one into the view, from a test or a helper.
+FORWARDS_CALLS = (ROOT / "tests" / "support" / "boundary.py",)
+
+
+def where(frames: list[Frame], impl_roots: tuple[Path, ...] | None = None) -> Where:
+    """Read a stack, innermost first."""
+    sides = [side(f[0], impl_roots) for f in frames]
+    index = next((i for i, s in enumerate(sides) if s in ("impl", "suite")), 0)
+    owner = sides[index] if frames else "library"
+    filename, line, function, _ = frames[index] if frames else ("?", 0, "?", "")
+    caller = None
+    if owner == "impl":
+        calls = [i for i in range(index + 1, len(frames)) if sides[i] == "suite"]
+        call = next((i for i in calls if not _forwards(frames[i][0])), calls[0] if calls else None)
+        if call is not None:
+            c_file, c_line, c_function, _ = frames[call]
+            source = linecache.getline(c_file, c_line).strip()
+            caller = f"{c_function} ({_relative(c_file)}:{c_line})" + (f": {source}" if source else "")
+    keys = (
+        [f[3] for f, s in zip(frames[index:], sides[index:], strict=True) if s == owner] if owner != "library" else []
+    )
+    path = _relative(filename)
+    return Where(owner, f"{function} ({path}:{line})", path, line, caller, keys)
+
+
+def _forwards(filename: str) -> bool:
+    try:
+        return Path(filename).resolve() in FORWARDS_CALLS
+    except (OSError, ValueError):
+        return False
+
+
+def did_not_return(
+    frames: list[Frame], how: str, impl_roots: tuple[Path, ...] | None = None
+) -> tuple[DidNotReturn, Where]:
+    """The failure of a call that did not return, from the stack it was interrupted in (innermost
+    first): an error of the suite when the innermost frame of the suite's or the implementation's code
+    is the suite's."""
+    found = where(frames, impl_roots)
+    exc = DidNotReturn(f"{found.place} did not return: {how}{found.call()}")
+    if found.owner == "suite":
+        exc.suite_error_text = f"DidNotReturn: {found.place} did not return ({how}) at {found.path}:{found.line}"
+    return exc, found
+
+
 # --- pytest-timeout's timer hooks -------------------------------------------------------------------
 @pytest.hookimpl(tryfirst=True, optionalhook=True)
 def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> bool | None:
@@ -543,19 +521,10 @@ def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> bool | None:
     first = run.started == 0
     run.started += 1
     function = getattr(item, "function", None)
-    code = getattr(getattr(function, "hypothesis", None), "inner_test", function)
-    code = getattr(code, "__code__", None)
+    code = getattr(getattr(getattr(function, "hypothesis", None), "inner_test", function), "__code__", None)
     test = (code.co_filename, code.co_name) if code is not None else None
-    _arm(
-        _Timer(
-            item.nodeid,
-            bound(item.nodeid, first, fixed),
-            tight_bound(item.nodeid, fixed),
-            time.monotonic(),
-            test,
-            item,
-        )
-    )
+    nodeid = item.nodeid
+    _arm(_Timer(nodeid, bound(nodeid, first, fixed), tight_bound(nodeid, fixed), time.monotonic(), test, item))
     return True
 
 
@@ -595,12 +564,7 @@ pytest_runtest_teardown = pytest.hookimpl(wrapper=True, tryfirst=True)(_phase)
 
 
 def _would_end_the_run(e: BaseException, consequence: str) -> WouldEndRunError:
-    tb = e.__traceback__
-    frames = []
-    while tb is not None:
-        frames.append((tb.tb_frame.f_code.co_filename, tb.tb_lineno, tb.tb_frame.f_code.co_name, ""))
-        tb = tb.tb_next
-    found = where(frames[::-1])
+    found = where(_frames(traceback.walk_tb(e.__traceback__))[::-1])
     what = f"{type(e).__name__}({str(e)!r})" if str(e) else type(e).__name__
     exc = WouldEndRunError(f"{what} raised in {found.place} {consequence}")
     from tests.support import evidence
@@ -650,9 +614,10 @@ def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched: Any
     if (getattr(node, "workeroutput", None) or {}).get("exitstatus") == pytest.ExitCode.INTERRUPTED:
         report.longrepr = f"interrupted: its worker {worker} received a Ctrl-C (SIGINT) while running it"
         return  # a real Ctrl-C: no verdict on the test (xdist stops the run)
-    status = _exit_status(node)
     dump = run.directory / f"{worker}{FAULTS_SUFFIX}" if run is not None else None
-    message, found = crash_message(worker, status, dump.read_text(errors="replace") if dump and dump.exists() else "")
+    message, found = crash_message(
+        worker, _exit_status(node), dump.read_text(errors="replace") if dump and dump.exists() else ""
+    )
     report.longrepr = message
     report.when = "call"  # type: ignore[assignment]
     clauses = (run.clauses.get(crashitem) if run is not None else None) or _checked_by(crashitem)
@@ -693,7 +658,7 @@ def crash_message(worker: str, status: int | None, dump: str) -> tuple[str, Wher
     lines = dump.splitlines()
     main = int(lines[0].split()[-1], 16) if lines and lines[0].startswith("main thread ") else None
     headline = next((line.strip() for line in lines[1:] if line.strip()), "")
-    blocks: dict[int, list[tuple[str, int, str, str]]] = {}
+    blocks: dict[int, list[Frame]] = {}
     current: int | None = None
     for line in lines[1:]:
         if m := _DUMP_THREAD.match(line):
@@ -702,29 +667,31 @@ def crash_message(worker: str, status: int | None, dump: str) -> tuple[str, Wher
         elif current is not None and (m := _DUMP_FRAME.match(line)):
             blocks[current].append((m.group(1), int(m.group(2)), m.group(3), f"{m.group(1)}:?:{m.group(3)}"))
     frames = blocks.get(main) if main is not None and main in blocks else next(iter(blocks.values()), None)
-    if status is not None and status < 0:
-        try:
-            ended = f"killed by {signal.Signals(-status).name}"
-        except ValueError:
-            ended = f"killed by signal {-status}"
-        if -status == signal.SIGKILL:
-            ended += " (the kernel's out-of-memory killer, or a kill)"
-    elif status is not None:
-        ended = f"exited with status {status}"
-    else:
-        ended = "ended"
     if m := re.match(r"Timeout \((.+)\)!", headline):
         text = f"did not return, nor stop when interrupted: its worker {worker} was ended after {m.group(1)}"
     elif headline.startswith("Fatal Python error"):
-        text = f"its worker {worker} {ended} ({headline})"
+        text = f"its worker {worker} {_ended(status)} ({headline})"
     else:
-        text = f"its worker {worker} {ended} with no error or stack (os._exit, or a kill from outside)"
+        text = f"its worker {worker} {_ended(status)} with no error or stack (os._exit, or a kill from outside)"
     if not frames:
         return text, None
     found = where(frames)
     if headline.startswith("Timeout"):
-        return f"{found.place} {text}" + (f"; called from {found.caller}" if found.caller else ""), found
-    return f"{text} in {found.describe()}", found
+        return f"{found.place} {text}{found.call()}", found
+    return f"{text} in {found.place}{found.call(', ')}", found
+
+
+def _ended(status: int | None) -> str:
+    """How a worker with exit status ``status`` (negative: the signal that killed it) ended."""
+    if status is None:
+        return "ended"
+    if status >= 0:
+        return f"exited with status {status}"
+    try:
+        ended = f"killed by {signal.Signals(-status).name}"
+    except ValueError:
+        ended = f"killed by signal {-status}"
+    return ended + (" (the kernel's out-of-memory killer, or a kill)" if -status == signal.SIGKILL else "")
 
 
 # --- The recognisers of the errata, bounded (and, under xdist, apart) ----------------------------------
@@ -734,9 +701,8 @@ def recognise(erratum: str, module: ModuleType) -> str | None:
     controller has not run the implementation's code, nor started torch's threads, before."""
     from tests.support import evidence
 
-    if _run is not None and _run.apart and hasattr(os, "fork"):
-        return _in_child(evidence.recognise, erratum, module, label=f"the recogniser of {erratum}")
-    return _guarded(evidence.recognise, erratum, module, label=f"the recogniser of {erratum}")
+    run_it = _in_child if _run is not None and _run.apart and hasattr(os, "fork") else _guarded
+    return run_it(evidence.recognise, erratum, module, label=f"the recogniser of {erratum}")
 
 
 def _guarded(fn: Callable[..., Any], *args: Any, label: str) -> Any:
@@ -745,11 +711,9 @@ def _guarded(fn: Callable[..., Any], *args: Any, label: str) -> Any:
     _arm(_Timer(label, RECOGNISER_S, TIGHT_FLOOR_S, time.monotonic(), None, running=True))
     try:
         return fn(*args)
-    except KeyboardInterrupt:
-        if _sigint_received:
+    except BaseException as e:
+        if isinstance(e, KeyboardInterrupt) and _sigint_received:
             raise
-        return None
-    except BaseException:
         return None
     finally:
         _disarm()
@@ -783,9 +747,7 @@ def _in_child(fn: Callable[..., Any], *args: Any, label: str) -> Any:
     try:
         while (left := deadline - time.monotonic()) > 0:
             ready, _, _ = select.select([read], [], [], left)
-            if not ready:
-                break
-            chunk = os.read(read, 1 << 16)
+            chunk = os.read(read, 1 << 16) if ready else b""
             if not chunk:
                 break
             chunks.append(chunk)

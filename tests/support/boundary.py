@@ -34,6 +34,7 @@ compiles a module's hooks).
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from tests.support import loader
 from tests.support.evidence import blame
 
 
@@ -71,34 +73,21 @@ def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _conv(size: int, kernel: int | None, stride: int | None, padding: int | None) -> int | None:
-    """A 2-d convolution's output size (ARCH-6's formula), None when an argument is not an integer."""
-    if kernel is None or stride is None or padding is None or stride < 1:
-        return None
-    return (size + 2 * padding - kernel) // stride + 1
-
-
-def _network(a: dict[str, Any], x: tuple[int, ...]) -> Shape:
-    return (x[0], _int(a.get("n_classes")))
+def _convolved(x: tuple[int, ...], channels: int | None, k: int | None, s: int | None, p: int | None) -> Shape:
+    """``(N, channels, H', W')`` of a 2-d convolution of kernel ``k``, stride ``s`` and padding ``p``
+    (ARCH-6's formula), a free size where one of them is not an integer."""
+    if k is None or s is None or p is None or s < 1:
+        return (x[0], channels, *(None for _ in x[2:]))
+    return (x[0], channels, *((n + 2 * p - k) // s + 1 for n in x[2:]))
 
 
 def _conv_block(a: dict[str, Any], x: tuple[int, ...]) -> Shape:
-    k, s, p = (_int(a.get(n)) for n in ("kernel_size", "stride", "padding"))
-    return (x[0], _int(a.get("out_channels")), *(_conv(n, k, s, p) for n in x[2:]))
+    return _convolved(x, _int(a.get("out_channels")), *(_int(a.get(n)) for n in ("kernel_size", "stride", "padding")))
 
 
 def _mbconv(a: dict[str, Any], x: tuple[int, ...]) -> Shape:
-    k, s = _int(a.get("kernel_size")), _int(a.get("stride"))
-    p = None if k is None else (k - 1) // 2
-    return (x[0], _int(a.get("n_out")), *(_conv(n, k, s, p) for n in x[2:]))
-
-
-def _se_block(a: dict[str, Any], x: tuple[int, ...]) -> Shape:
-    return x
-
-
-def _stage(a: dict[str, Any], x: tuple[int, ...]) -> Shape:
-    return (x[0], _int(a.get("n_out")), None, None)
+    k = _int(a.get("kernel_size"))
+    return _convolved(x, _int(a.get("n_out")), k, _int(a.get("stride")), None if k is None else (k - 1) // 2)
 
 
 @dataclass(frozen=True)
@@ -115,14 +104,15 @@ class Contract:
     dims: int = 4  # the input's dimensions the shape rule needs
 
 
-NETWORK = Contract("ARCH-6", _network, what="the logits")
+NETWORK = Contract("ARCH-6", lambda a, x: (x[0], _int(a.get("n_classes"))), what="the logits")
+MBCONV = Contract("BLOCK-3", _mbconv, "BLOCK-3")
 CONTRACTS: dict[str, Contract] = {
     "conv_block": Contract("BLOCK-1", _conv_block, "BLOCK-1"),
-    "SEBlock": Contract("SE-2", _se_block, "SE-2", dims=0),
-    "MBConv": Contract("BLOCK-3", _mbconv, "BLOCK-3"),
-    "mbconv1": Contract("BLOCK-3", _mbconv, "BLOCK-3"),
-    "mbconv6": Contract("BLOCK-3", _mbconv, "BLOCK-3"),
-    "create_stage": Contract("ARCH-3", _stage, "ARCH-3"),
+    "SEBlock": Contract("SE-2", lambda a, x: x, "SE-2", dims=0),  # the input's shape
+    "MBConv": MBCONV,
+    "mbconv1": MBCONV,
+    "mbconv6": MBCONV,
+    "create_stage": Contract("ARCH-3", lambda a, x: (x[0], _int(a.get("n_out")), None, None), "ARCH-3"),
     "EfficientNet": NETWORK,
     "EfficientNetSequential": NETWORK,
     **{f"efficientnet_b{n}": NETWORK for n in range(9)},
@@ -192,10 +182,6 @@ def _autocast(x: Tensor) -> bool:
         return False
 
 
-def _training(module: nn.Module) -> bool:
-    return any(m.training for m in module.modules())
-
-
 def output_check(call: str, contract: Contract, arguments: dict[str, Any] | None) -> Callable[..., None]:
     """The forward hook (``with_kwargs=True``) that holds ``call``'s module to ``contract``.  A
     closure over plain values: a deep copy of the module shares it."""
@@ -228,8 +214,9 @@ def output_check(call: str, contract: Contract, arguments: dict[str, Any] | None
             return
         if x.is_meta or not bool(torch.isfinite(x).all()):
             return  # a non-finite input: nothing is promised
-        clause = contract.function or ("NUM-2" if _training(module) else "NUM-1")
-        mode = "training" if _training(module) else "eval"
+        training = any(m.training for m in module.modules())
+        clause = contract.function or ("NUM-2" if training else "NUM-1")
+        mode = "training" if training else "eval"
         nan, inf = int(torch.isnan(out).sum()), int(torch.isinf(out).sum())
         violation(
             clause,
@@ -252,7 +239,6 @@ class Constructor:
         self.__doc__ = raw.__doc__
         self._name = name
         self._contract = CONTRACTS[name]
-        self._signature: inspect.Signature | bool | None = False  # False: not read yet
 
     def __getattr__(self, attribute: str) -> Any:
         wrapped = vars(self).get("__wrapped__")
@@ -269,13 +255,16 @@ class Constructor:
     def __subclasscheck__(self, cls: type) -> bool:
         return inspect.isclass(self.__wrapped__) and issubclass(cls, self.__wrapped__)
 
+    @functools.cached_property
+    def _signature(self) -> inspect.Signature | None:
+        try:
+            return inspect.signature(self.__wrapped__)
+        except (TypeError, ValueError):
+            return None
+
     def _arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any] | None:
-        if self._signature is False:
-            try:
-                self._signature = inspect.signature(self.__wrapped__)
-            except (TypeError, ValueError):
-                self._signature = None
-        if not isinstance(self._signature, inspect.Signature):
+        """The call's arguments by name, defaults included (None where they do not bind)."""
+        if self._signature is None:
             return None
         try:
             bound = self._signature.bind(*args, **kwargs)
@@ -337,7 +326,7 @@ _VIEWS: dict[int, CheckedImplementation] = {}
 
 def checked(module: ModuleType, unusable: dict[str, str] | None = None) -> CheckedImplementation:
     """The checked view of ``module`` (one per module), through which the tests that need a name of
-    ``unusable`` (name: why; ``impl.unusable``) are not run."""
+    ``unusable`` (name: why; ``loader.unusable``) are not run."""
     if isinstance(module, CheckedImplementation):
         return module
     view = _VIEWS.get(id(module))
@@ -348,11 +337,11 @@ def checked(module: ModuleType, unusable: dict[str, str] | None = None) -> Check
 
 def lacks(view: Any, name: str) -> str | None:
     """Why the tests cannot use the implementation's ``name`` (it lacks it, or defines it otherwise:
-    ``impl.unusable``), else None."""
+    ``loader.unusable``), else None."""
     if isinstance(view, CheckedImplementation):
         why: str | None = vars(view)["_effnet_unusable"].get(name)
         return why
-    return None if hasattr(view, name) else f"the implementation lacks {name} (clause API-1)"
+    return None if hasattr(view, name) else loader.lacking(name)
 
 
 def unchecked(value: Any) -> Any:

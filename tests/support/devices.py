@@ -5,18 +5,15 @@ TF32.  On Ampere and later GPUs cuDNN rounds the inputs of float32 convolutions 
 mantissa bits, a relative error near 1e-3 per convolution) unless told not to:
 ``torch.backends.cudnn.allow_tf32`` is True by default (matmul's TF32 is off by default).  The
 suite's float32 tolerances are sized for float32 rounding (about 1e-7 per operation), so with TF32
-on a correct model fails: on one H200, 9 tests failed, among them SE-1 at 1.98e-4 > 1e-5 (for which
-the report then named the max-pool erratum), NUM-3's batch independence at 3.2e-3 > 1e-3 (cuDNN picks
-its algorithm per shape, so a sample alone and in a batch round differently) and channels-last at
-3.6e-3 > 5e-5.  The plugin's autouse fixture ``float32_footing`` (tests/support/plugin.py) runs every
-test of ``--device cuda`` under ``no_tf32()``, which restores the previous settings afterwards;
+on a correct model fails them (SE-1, NUM-3's batch independence, channels-last among others).  The
+plugin's autouse fixture ``float32_footing`` (tests/support/plugin.py) runs every test of
+``--device cuda`` under ``no_tf32()``, which restores the previous settings afterwards;
 tests/extras/test_cuda.py, which uses the GPU under any ``--device``, takes ``no_tf32()`` itself.
-With TF32 off, all of those passed on the H200 at the CPU tolerances, except TorchScript (below).
 
-The table.  With TF32 off, float32 kernels on CUDA differ from the CPU's by the order of their sums:
-about 1e-6 to 1e-5 relative through a network, within the tolerances that already allow for other
-summation orders on the CPU (other kernel sets, layouts, batch sizes).  Only where a test's CPU
-tolerance rests on the very same kernels running on both sides does CUDA need its own value.
+The table.  With TF32 off, float32 kernels on CUDA differ from the CPU's by the order of their sums,
+within the tolerances that already allow for other summation orders on the CPU (other kernel sets,
+layouts, batch sizes).  Only where a test's CPU tolerance rests on the very same kernels running on
+both sides does CUDA need its own value.
 """
 
 from __future__ import annotations
@@ -35,9 +32,8 @@ class Float32Tolerances:
     # A captured graph (torch.jit.script/trace, torch.fx, torch.export, compile's aot_eager) against
     # eager mode on the same weights and input.  CPU: the same kernels run, bit for bit in practice.
     # CUDA: TorchScript's profiling executor fuses elementwise ops (SiLU, sigmoid, the SE product)
-    # into generated kernels once it has profiled a graph: jit.trace moved the tiny network's logits
-    # by 1.52e-6 on an H200 with TF32 off; 2e-5 leaves a factor of 13.  A wrong graph moves them by
-    # 1e-3 or more.
+    # into generated kernels once it has profiled a graph, which moves the logits by rounding; a
+    # wrong graph moves them by 1e-3 or more.
     capture: float
 
 

@@ -45,17 +45,6 @@ def layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     ]
 
 
-def settings(m: nn.Module) -> dict[str, Any]:
-    """The layer's settings as BLOCK-2 names them."""
-    params = dict(m.named_parameters(recurse=False))
-    return {
-        "eps": getattr(m, "eps", None),
-        "momentum": getattr(m, "momentum", None),
-        "affine": "weight" in params and "bias" in params,
-        "track_running_stats": keeps_running_statistics(m),
-    }
-
-
 @torch.no_grad()
 def applied_momentum(m: nn.Module) -> float | None:
     """The momentum the layer applies to its running mean in one training step of a copy, or None
@@ -94,7 +83,13 @@ def _matches(value: object, want: object) -> bool:
 def layer_problems(m: nn.Module) -> list[str]:
     if not keeps_running_statistics(m):
         return [f"is {type(m).__name__}, which keeps no running statistics: not a BatchNorm"]
-    found = settings(m)
+    params = dict(m.named_parameters(recurse=False))
+    found = {  # the layer's settings as BLOCK-2 names them
+        "eps": getattr(m, "eps", None),
+        "momentum": getattr(m, "momentum", None),
+        "affine": "weight" in params and "bias" in params,
+        "track_running_stats": keeps_running_statistics(m),
+    }
     problems = [
         f"{setting} {_show(found[setting])}, want {_show(want)}{_convention(setting, found[setting])}"
         for setting, want in SETTINGS.items()

@@ -59,14 +59,10 @@ class FoundSE:
     what: str  # for messages: "efficientnet_b0(1000)'s SE module stages.3.1.se (found by parameter order)"
 
 
+@cache
 def network_ses(impl: ModuleType) -> list[FoundSE]:
     """The SE modules of the fork's network (its first usable constructor of ``NETWORKS``), found by
     parameter order against timm's at the same factors (cached per implementation)."""
-    return _network_ses(impl)
-
-
-@cache
-def _network_ses(impl: ModuleType) -> list[FoundSE]:
     usable = [(n, a, f, getattr(impl, n)) for n, a, f in NETWORKS if not boundary.lacks(impl, n)]
     if not usable:
         pytest.skip("undecided: the implementation defines no network to find SE modules in")

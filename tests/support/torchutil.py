@@ -33,11 +33,6 @@ def margin(what: str, err: float, tol: float) -> float:
     return err
 
 
-def shape_sequence(model: nn.Module) -> list[tuple[str, tuple[int, ...]]]:
-    """(name, shape) of every parameter and buffer, in state_dict order."""
-    return [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
-
-
 def layout(shape: tuple[int, ...] | torch.Size) -> tuple[int, ...]:
     """A shape without its size-1 dimensions: what a tensor's values are laid out as, whatever the
     module that holds them.  ``nn.Linear(32, 8)``'s weight (8, 32) and a 1x1 convolution's (8, 32,
@@ -58,7 +53,7 @@ def first_shape_mismatch(
     dimensions, ``same_layout``) in the same order, else a message naming the first differing
     position with both modules' names there."""
     same = same or same_layout
-    a, e = shape_sequence(actual), shape_sequence(expected)
+    a, e = ([(k, tuple(v.shape)) for k, v in m.state_dict().items()] for m in (actual, expected))
     for i, (x, y) in enumerate(zip(a, e, strict=False)):
         if not same(x[1], y[1]):
             return f"position {i}: {x[0]} has shape {x[1]}, reference {y[0]} has shape {y[1]}"

@@ -4,55 +4,51 @@ A fork can keep a test from ever finishing (a loop that never ends), end it in a
 take for a failure (``raise KeyboardInterrupt``, which stops a whole pytest run, or ``sys.exit``), or
 end the process that runs it (``os._exit``, a segfault, the kernel's out-of-memory killer).  Each
 becomes the failure of the test that was running, under the clauses it cites, saying what happened
-and where, and the rest of the run goes on to its verdict.
+and where, and the run goes on to its verdict.
 
-**Bounds.**  pytest-timeout (the ``timeout`` plugin) times each test, setup to teardown; this module
-is its timer (its ``pytest_timeout_set_timer`` hook) and chooses each test's bound:
-``FLOOR_S + SLACK * d`` seconds, ``d`` the test's duration on effnet recorded in
-tests/mutants/durations.json (one thread), plus ``FIRST_S`` for the first test of a process (imports,
-first allocations); ``DEFAULT_S`` for a test without a recorded duration.  ``--timeout N`` (or
-``$PYTEST_TIMEOUT``, or the ini option) gives every test the bound N instead, and ``--timeout 0``
-none.  A signal (SIGALRM, every ``TICK_S``) checks the running test; past its bound it raises
-``DidNotReturn`` in the code running at that moment.  That is a ``BaseException``: hypothesis would
-catch pytest-timeout's own failure (``pytest.fail``) and replay the example, hanging again, and a
-fork's ``except Exception`` would swallow it.
+**Bounds.**  This module is pytest-timeout's timer (``pytest_timeout_set_timer``) and chooses each
+test's bound, setup to teardown: ``FLOOR_S + SLACK * d`` seconds for a test that took ``d`` on effnet
+(tests/mutants/durations.json, one thread), ``DEFAULT_S`` for one not recorded, plus ``FIRST_S`` for
+a process's first test (imports, first allocations).  ``--timeout N`` (or ``$PYTEST_TIMEOUT``, or the
+ini option) bounds every test by N instead, ``--timeout 0`` by nothing.  A SIGALRM every ``TICK_S``
+checks the running test; past its bound it raises ``DidNotReturn`` in the code running then.  That is
+a ``BaseException``: hypothesis would catch pytest-timeout's own ``pytest.fail`` and replay the
+example, hanging again, and a fork's ``except Exception`` would swallow it.
 
-**Where.**  The message names the call that did not return: the innermost frame in the
-implementation's code (its file, line and function) and the suite's call into it.  When the innermost
-frame that is the suite's or the implementation's (libraries such as torch aside) is the suite's,
-it is an error of the suite, not a verdict (tests/support/evidence.py ``suite_error``): the suite's
-own code did not finish.
+**Where.**  The message names the innermost frame of the implementation's code (file, line,
+function) and the suite's call into it.  Where the innermost frame of the suite's or the
+implementation's code (libraries such as torch aside) is the suite's, the suite's own code did not
+finish: an error of the suite, not a verdict (tests/support/evidence.py ``suite_error``).
 
-**Many hanging tests.**  The calls that did not return are written to a file that every process of
-the run reads (the xdist workers and the controller).  Once a function has been seen not to return,
-a call of it that is still running after ``TIGHT_FLOOR_S + TIGHT_SLACK * d`` seconds is taken for the
-same hang: the other tests that enter the loop end within seconds, not each after its full bound.
-A test that is slow elsewhere keeps its full bound.
+**Many hanging tests.**  Every process of the run (the xdist workers and the controller) reads the
+calls that did not return from one file.  A call of such a function still running after
+``TIGHT_FLOOR_S + TIGHT_SLACK * d`` seconds is taken for the same hang: the other tests that enter
+the loop end within seconds, not each after its full bound; a test slow elsewhere keeps its bound.
 
-**When the signal cannot end it.**  A hang in C code never returns to the interpreter, and a fork
-may catch ``BaseException`` and go on.  faulthandler's watchdog (a C thread) then dumps every
-thread's stack and ends the process, twice the bound after the start (or one more bound after
-``DidNotReturn`` was raised).  Under pytest-xdist the process is a worker: the run goes on.
+**When the signal cannot end it** (a hang in C code never returns to the interpreter; a fork may
+catch ``BaseException`` and go on), faulthandler's watchdog (a C thread) dumps every thread's stack
+and ends the process twice the bound after the start (or one more bound after ``DidNotReturn``).
+Under pytest-xdist the process is a worker: the run goes on.
 
-**A worker that dies** (``os._exit``, a fatal signal, that watchdog): pytest-xdist reports the test
-as crashed, with no clause; ``pytest_handlecrashitem`` gives the report the test's clauses and a
-message from the worker's exit status and its faulthandler dump (each worker writes its own file),
-naming the innermost frame of the implementation's code.  xdist replaces a crashed worker up to
-four times per worker by default; once collection is done, the suite allows a restart per test.
+**A worker that dies** (``os._exit``, a fatal signal, that watchdog) is reported by pytest-xdist as
+a crash with no clause; ``pytest_handlecrashitem`` gives the report the test's clauses and a message
+from the worker's exit status and its own faulthandler dump, naming the innermost frame of the
+implementation's code.  xdist replaces a crashed worker up to four times per worker by default; once
+collection is done, the suite allows a restart per test.
 
 **KeyboardInterrupt and SystemExit** raised by code under test fail that test
 (``WouldEndRunError``).  A real Ctrl-C (a SIGINT the process received) still stops the run.
 
 **The recognisers of the errata** (tests/support/evidence.py) run the implementation's code in the
-process that writes the report: each is bounded too, and under pytest-xdist it runs in a process
-forked for it, so that an exit or a crash there costs that erratum's name, not the verdict.
+process that writes the report: each is bounded too and, under pytest-xdist, runs in a process forked
+for it, so that an exit or a crash there costs that erratum's name, not the verdict.
 
 Hooks it owns: ``pytest_configure`` / ``pytest_unconfigure`` (the run's directory, the SIGINT
-flag), ``pytest_report_header``, ``pytest_timeout_set_timer`` / ``pytest_timeout_cancel_timer``
-(pytest-timeout's), ``pytest_runtest_setup`` / ``_call`` / ``_teardown`` (wrappers: the phases a
-bound may interrupt; KeyboardInterrupt and SystemExit), ``pytest_runtest_logreport`` (each test's
-clauses, for a crashed worker's report) and pytest-xdist's ``pytest_configure_node``,
-``pytest_handlecrashitem`` and ``pytest_xdist_node_collection_finished``.
+flag), ``pytest_report_header``, pytest-timeout's ``pytest_timeout_set_timer`` / ``_cancel_timer``,
+``pytest_runtest_setup`` / ``_call`` / ``_teardown`` (wrappers: the phases a bound may interrupt;
+KeyboardInterrupt and SystemExit), ``pytest_runtest_logreport`` (each test's clauses, for a crashed
+worker's report) and pytest-xdist's ``pytest_configure_node``, ``pytest_handlecrashitem`` and
+``pytest_xdist_node_collection_finished``.
 """
 
 from __future__ import annotations
@@ -348,14 +344,10 @@ def _did_not_return(stack: list[FrameType], timer: _Timer, how: str, before: str
 
 
 def _register_hangs(keys: list[str], label: str) -> None:
-    run = _run
-    if run is None or not keys:
-        return
     new = [k for k in keys if k not in _known_hangs()]
-    if not new:
-        return
-    with open(run.directory / HANGS_FILE, "a") as f:
-        f.write("".join(f"{k}\t{label}\n" for k in new))
+    if _run is not None and new:
+        with open(_run.directory / HANGS_FILE, "a") as f:
+            f.write("".join(f"{k}\t{label}\n" for k in new))
 
 
 def _known_hangs() -> dict[str, str]:
@@ -396,19 +388,16 @@ def _code_key(f: FrameType) -> str:
 
 
 def _impl_roots() -> tuple[Path, ...]:
+    """The implementation's file, or its package's directory (none before it is loaded)."""
     run = _run
-    if run is None:
-        return ()
-    if run.impl_roots is None:
+    if run is not None and run.impl_roots is None:
         from tests.support.plugin import IMPL_KEY
 
-        module: ModuleType | None = run.config.stash.get(IMPL_KEY, None)
-        file = getattr(module, "__file__", None)
-        if file is None:
-            return ()
-        path = Path(file).resolve()
-        run.impl_roots = (path.parent if path.name == "__init__.py" else path,)
-    return run.impl_roots
+        file = getattr(run.config.stash.get(IMPL_KEY, None), "__file__", None)
+        if file is not None:
+            path = Path(file).resolve()
+            run.impl_roots = (path.parent if path.name == "__init__.py" else path,)
+    return (run.impl_roots if run is not None else None) or ()
 
 
 def side(filename: str, impl_roots: tuple[Path, ...] | None = None) -> str:
@@ -594,10 +583,9 @@ def pytest_configure_node(node: Any) -> None:
 def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
     """xdist replaces at most 4 crashed workers per worker (so that a crash in collection cannot go on
     for ever); once a worker has collected, each test may crash its worker once and the run goes on."""
-    config = _run.config if _run is not None else None
-    dsession = config.pluginmanager.getplugin("dsession") if config is not None else None
-    if config is None or config.option.maxworkerrestart is not None or dsession is None:
+    if _run is None or _run.config.option.maxworkerrestart is not None:
         return
+    dsession = _run.config.pluginmanager.getplugin("dsession")
     if isinstance(getattr(dsession, "_max_worker_restart", None), int):
         dsession._max_worker_restart = max(dsession._max_worker_restart, len(ids))
 
@@ -629,12 +617,9 @@ def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched: Any
 
 def _exit_status(node: Any) -> int | None:
     popen = getattr(getattr(getattr(node, "gateway", None), "_io", None), "popen", None)
-    if popen is None:
-        return None
-    try:
-        return int(popen.wait(timeout=5))
-    except Exception:
-        return None
+    with contextlib.suppress(Exception):
+        return None if popen is None else int(popen.wait(timeout=5))
+    return None
 
 
 def _checked_by(nodeid: str) -> str:

@@ -69,7 +69,7 @@ A tutorial-style fork built from the tutorial rather than from effnet patched by
 tutorial-style variations: the rewrites must find their constructs in code that effnet's authors did
 not write, which is the point of applying them to a second base.
 
-Each (rewrite, base) pair is judged in two runs forked from run.py's preloaded server:
+Each (rewrite, base) pair is judged in two runs forked from the preloaded server (tests/mutants/judging.py):
 
 1. REF-1 against the unmodified effnet/model.py (`pytest tests/refactor -x --baseline ORIGINAL`): a
    rewrite REF-1 rejects is not function-preserving, a bug of the rewrite (INVALID), not a verdict
@@ -99,26 +99,22 @@ import ast
 import difflib
 import hashlib
 import json
-import os
 import random
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.mutants import corpus, run
+from tests.mutants import corpus, judging
 
-ROOT = run.ROOT
-SOURCE = ROOT / "effnet" / "model.py"
+ROOT = judging.ROOT
+SOURCE = judging.SOURCE
 REFACTOR_ARGS = ["tests/refactor", "-q", "-p", "no:cacheprovider", "-x"]
-CONFORMANCE_ARGS = ["tests/conformance", "-q", "-p", "no:cacheprovider", "-m", "not slow"]
+CONFORMANCE_ARGS = [*judging.CONFORMANCE, *judging.QUICK]
 
 
 class NotApplicable(Exception):  # noqa: N818 - not an error: a fact about the module
@@ -1109,66 +1105,34 @@ def judge(
         stem = f"rewrite_{base}_combined_{len(chosen)}_{hashlib.sha256(rewrite_name.encode()).hexdigest()[:8]}"
     path = workdir / f"{stem}.py"
     path.write_text(f"# {result.name} (tests/mutants/rewrites.py)\n{text}")
-    env = {"EFFNET_HYPOTHESIS_PROFILE": args.profile, "EFFNET_NO_SHRINK": "1"}
+    env = {"EFFNET_HYPOTHESIS_PROFILE": args.profile}
+    shrink = judging.Order(no_shrink=True)
     start = time.perf_counter()
     if not args.no_refactor_check:
-        report = workdir / f"{stem}-refactor"
-        cmd = [
-            *REFACTOR_ARGS,
-            "-p",
-            "tests.mutants.order",
-            "--impl",
-            str(path),
-            "--baseline",
-            str(workdir / "effnet_original.py"),
-        ]
-        code, _, _ = run.run_pytest(
-            [*cmd, "--report", str(report)], report.with_suffix(".log"), env, args.timeout, preload
-        )
-        result.refactor = {0: "same function", 1: "DIFFERS"}.get(-1 if code is None else code, "error")
-        row = _clause_row(report, "REF-1")
-        if code == 1 and row is not None and row["status"] == "skipped":
+        baseline = ["--baseline", str(workdir / "effnet_original.py")]
+        run = judging.run_fork(
+            path, workdir / f"{stem}-refactor", REFACTOR_ARGS, env=env, timeout=args.timeout, preload=preload,
+            order=shrink, extra=baseline,
+        )  # fmt: skip
+        result.refactor = {"accepted": "same function", "rejected": "DIFFERS"}.get(run.status, "error")
+        row = run.report.row("REF-1") if run.report else None
+        if run.returncode == 1 and row is not None and row["status"] == "skipped":
             # Its test failed on a premise (another clause's contract): REF-1 could not compare.
             result.refactor = "undecided"
-        if code != 0:
-            detail = " ".join(str(row["detail"]).split())[:400] if row else ""
-            result.difference = detail or _tail(report.with_suffix(".log"))
-    report = workdir / f"{stem}-conformance"
-    cmd = [*CONFORMANCE_ARGS, "-p", "tests.mutants.order", "--impl", str(path), "--report", str(report)]
-    code, _, _ = run.run_pytest(cmd, report.with_suffix(".log"), env, args.timeout, preload)
-    output = _tail(report.with_suffix(".log"), 40)
-    if code in (0, 1) and report.with_suffix(".json").exists():
-        payload = json.loads(report.with_suffix(".json").read_text())
-        result.outcome = "accepted" if code == 0 else "rejected"
-        result.failed = [r["clause"] for r in payload["clauses"] if r["status"] == "FAILED"]
-        result.roots = list(payload.get("root_causes", []))
-        result.detail = _first_detail(report, *(result.roots or result.failed)) or ""
-    elif code == 4:
-        result.outcome, result.detail = "refused at load", output
+        if run.returncode != 0:
+            result.difference = (" ".join(str(row["detail"]).split())[:400] if row else "") or run.tail()
+    run = judging.run_fork(
+        path, workdir / f"{stem}-conformance", CONFORMANCE_ARGS, env=env, timeout=args.timeout, preload=preload,
+        order=shrink,
+    )  # fmt: skip
+    result.outcome = run.status
+    if run.report is not None and run.status in ("accepted", "rejected"):
+        result.failed, result.roots = run.report.failed, run.report.root_causes
+        result.detail = run.report.detail(*(result.roots or result.failed))
     else:
-        result.outcome, result.detail = ("timeout" if code is None else "error"), output
+        result.detail = run.tail(40)
     result.seconds = time.perf_counter() - start
     return result
-
-
-def _clause_row(report: Path, clause: str) -> dict[str, Any] | None:
-    """The report's row of ``clause`` (status, detail, ...), None without a report."""
-    path = report.with_suffix(".json")
-    if not path.exists():
-        return None
-    return next((r for r in json.loads(path.read_text())["clauses"] if r["clause"] == clause), None)
-
-
-def _first_detail(report: Path, *clauses: str) -> str:
-    path = report.with_suffix(".json")
-    if not path.exists():
-        return ""
-    rows = [r for r in json.loads(path.read_text())["clauses"] if r["clause"] in clauses and r["status"] == "FAILED"]
-    return " ".join(str(rows[0]["detail"]).split())[:400] if rows else ""
-
-
-def _tail(log: Path, lines: int = 15) -> str:
-    return "\n".join(log.read_text(errors="replace").strip().splitlines()[-lines:]) if log.exists() else ""
 
 
 def acceptance_counts(results: list[Verdict]) -> tuple[int, int]:
@@ -1249,23 +1213,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"--- {names} on {base}" + "".join(f"\n(left out: {x})" for x in skipped))
             print("\n".join(difflib.unified_diff(before, text.splitlines(), base, names, n=1, lineterm="")))
         return 0
-    workdir = Path(tempfile.mkdtemp(prefix="effnet-rewrites-"))
-    (workdir / "effnet_original.py").write_text(texts["effnet"])
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.jobs)))
-    preload = run.preload_context(args.no_preload, len(pairs))  # accepted rewrites run every test
-    print(f"{len(pairs)} (rewrite, base) pairs, {args.jobs} at a time, in {workdir}", flush=True)
-    start = time.perf_counter()
-    results: list[Verdict] = []
-    try:
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            futures = [pool.submit(judge, p, texts, workdir, args, preload) for p in pairs]
-            for n, future in enumerate(as_completed(futures), 1):
-                r = future.result()
-                results.append(r)
-                print(f"[{n:>2}/{len(pairs)}] {r.name}: {r.verdict} in {r.seconds:.0f} s", flush=True)
-    finally:
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+    with judging.workdir("effnet-rewrites-", args.jobs, args.keep) as workdir:
+        (workdir / "effnet_original.py").write_text(texts["effnet"])
+        preload = judging.preload_context(args.no_preload, len(pairs))  # accepted rewrites run every test
+        print(f"{len(pairs)} (rewrite, base) pairs, {args.jobs} at a time, in {workdir}", flush=True)
+        start = time.perf_counter()
+        results = judging.judge_all(
+            pairs,
+            lambda p: judge(p, texts, workdir, args, preload),
+            args.jobs,
+            lambda r: f"{r.name}: {r.verdict} in {r.seconds:.0f} s",
+        )
     seconds = time.perf_counter() - start
     results.sort(key=lambda r: [b for _, b in pairs].index(r.base) + (0.5 if r.rewrite else 0))
     sampled = f"a sample of {args.sample}, seed {args.seed}" if args.sample is not None else "every pair"
@@ -1292,18 +1250,15 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "--only", action="append", default=[], metavar="NAME", help="only the rewrite of this name (repeatable)"
     )
     p.add_argument("--base", action="append", choices=("effnet", "tutorial"), help="only this base (repeatable)")
-    p.add_argument("--jobs", "-j", type=int, default=2, help="pairs at a time (default 2)")
-    p.add_argument("--timeout", type=float, default=1800, help="seconds per pytest run (a busy machine is slow)")
-    p.add_argument("--profile", default=os.environ.get("EFFNET_HYPOTHESIS_PROFILE", "ci"), help="hypothesis profile")
+    judging.add_common_options(
+        p, "pairs", 1800, "seconds per pytest run (a busy machine is slow)", "generated-rewrites.md and .json"
+    )
     p.add_argument(
         "--combine", action="store_true", help="one fork per base with every chosen rewrite applied (the CI leg)"
     )
     p.add_argument("--no-refactor-check", action="store_true", help="skip REF-1 (is each rewrite the same function?)")
     p.add_argument("--no-base-check", action="store_true", help="do not judge the tutorial base itself")
     p.add_argument("--list", action="store_true", help="print the rewrites' diffs and stop")
-    p.add_argument("--out", default=str(ROOT / "reports"), help="where generated-rewrites.md and .json go")
-    p.add_argument("--keep", action="store_true", help="keep the forks, logs and reports")
-    p.add_argument("--no-preload", action="store_true", help="plain subprocesses instead of run.py's preloaded server")
     return p.parse_args(argv)
 
 

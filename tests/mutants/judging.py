@@ -43,6 +43,7 @@ class Report:
 
     rows: list[dict[str, Any]]
     root_causes: list[str]
+    payload: dict[str, Any]  # the whole JSON, for the verdict pages (tests/forks)
 
     @property
     def failed(self) -> list[str]:
@@ -63,7 +64,7 @@ def read_report(report: Path) -> Report | None:
     if not path.exists():
         return None
     payload = json.loads(path.read_text())
-    return Report(list(payload["clauses"]), [str(c) for c in payload.get("root_causes", [])])
+    return Report(list(payload["clauses"]), [str(c) for c in payload.get("root_causes", [])], payload)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ run, how much a failure costs, and what the run leaves for its runner (tests/mut
     --failures-out PATH    write the IDs of the tests that failed (the runner's --matrix);
     --stop-at-verdict      stop after the first test that fails a clause it cites (``-x`` that goes on past a
                            failed premise or an error of the suite, which decide no clause of the test);
-    --refusal-out PATH     where the suite refuses the fork at load (exit status 4), write why, as JSON.
+    --refusal-out PATH     where the suite refuses the fork at load (exit status 4), write why, as JSON;
+    --clauses-out PATH     write each collected test's clauses, ``{nodeid: [clause, ...]}`` (spec.clause_map).
 
 With --stop-at-verdict a mutant is rejected by the cheapest test of the clause it violates, when that
 test catches it, instead of after every expensive test collected before; and a failing property costs
@@ -47,6 +48,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--failures-out", metavar="PATH", help="write the IDs of the failed tests to this JSON file")
     group.addoption("--stop-at-verdict", action="store_true", help="stop after the first test that fails its clause")
     group.addoption("--refusal-out", metavar="PATH", help="write why the fork was refused at load to this JSON file")
+    group.addoption("--clauses-out", metavar="PATH", help="write each collected test's clauses to this JSON file")
 
 
 def _clauses(option: str) -> set[str]:
@@ -64,6 +66,7 @@ class Order:
         self.other_examples: int | None = config.getoption("other_examples")
         self.failures_out: str | None = config.getoption("failures_out")
         self.stop_at_verdict: bool = config.getoption("stop_at_verdict")
+        self.clauses_out: str | None = config.getoption("clauses_out")
         self.durations: dict[str, float] = defaultdict(float)
         self.failures: list[str] = []
         self.session: pytest.Session | None = None
@@ -102,6 +105,11 @@ class Order:
             if set(item_clauses(item)) & self.first or own is None or own.max_examples <= most:
                 continue
             test._hypothesis_internal_use_settings = settings(own, max_examples=most)  # type: ignore[union-attr]
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if self.clauses_out:
+            items = {item.nodeid: item_clauses(item) for item in session.items}
+            Path(self.clauses_out).write_text(json.dumps(items))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if self.durations_out:

@@ -168,6 +168,34 @@ def _insert_before(tree: ast.Module, anchor: ast.stmt, statements: list[ast.stmt
     tree.body[i:i] = statements
 
 
+def _define_first(tree: ast.Module, code: str) -> None:
+    """``code`` (definitions) before the module's first class or function."""
+    _insert_before(
+        tree, next(n for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef))), _statements(code)
+    )
+
+
+def _replace_calls(node: ast.AST, make: Callable[[ast.Call], ast.AST | None]) -> int:
+    """Every call under ``node`` (innermost first) replaced by ``make(call)`` where that is not None; the count."""
+
+    class Swap(ast.NodeTransformer):
+        count = 0
+
+        def visit_Call(self, call: ast.Call) -> ast.AST:
+            self.generic_visit(call)
+            new = make(call)
+            self.count += new is not None
+            return call if new is None else new
+
+    swap = Swap()
+    swap.visit(node)
+    return swap.count
+
+
+def _bare_silu(call: ast.Call) -> bool:
+    return _callee(call) == "SiLU" and not call.args and not call.keywords
+
+
 def _layer_sequence(fn: ast.FunctionDef) -> list[ast.expr]:
     """conv_block's layers: the elements of the list literal or of the `nn.Sequential(...)` call that
     holds an `X if cond else nn.Identity()` element."""
@@ -238,25 +266,10 @@ class Activation(nn.Module):
 """
 
 
-class _ReplaceSiLU(ast.NodeTransformer):
-    def __init__(self, replacement: str) -> None:
-        self.replacement, self.count = replacement, 0
-
-    def visit_Call(self, node: ast.Call) -> ast.AST:
-        self.generic_visit(node)
-        if _callee(node) == "SiLU" and not node.args and not node.keywords:
-            self.count += 1
-            return _parse(self.replacement)
-        return node
-
-
 def _silu(tree: ast.Module, replacement: str, definition: str) -> None:
-    swap = _ReplaceSiLU(replacement)
-    swap.visit(tree)
-    if not swap.count:
+    if not _replace_calls(tree, lambda call: _parse(replacement) if _bare_silu(call) else None):
         raise NotApplicable("no SiLU() module is constructed")
-    first = next(n for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef)))
-    _insert_before(tree, first, _statements(definition))
+    _define_first(tree, definition)
 
 
 def silu_as_x_sigmoid_x(tree: ast.Module) -> None:
@@ -280,21 +293,15 @@ def se_squeeze_inline(tree: ast.Module) -> None:
     statement, attr = pool
     init.body.remove(statement)
 
-    class Inline(ast.NodeTransformer):
-        count = 0
+    def inline(call: ast.Call) -> ast.AST | None:
+        func = call.func
+        if isinstance(func, ast.Attribute) and func.attr == attr and len(call.args) == 1:
+            return _parse(f"({ast.unparse(call.args[0])}).mean((2, 3), keepdim=True)")
+        return None
 
-        def visit_Call(self, node: ast.Call) -> ast.AST:
-            self.generic_visit(node)
-            func = node.func
-            if isinstance(func, ast.Attribute) and func.attr == attr and len(node.args) == 1:
-                self.count += 1
-                return _parse(f"({ast.unparse(node.args[0])}).mean((2, 3), keepdim=True)")
-            return node
-
-    inline = Inline()
-    inline.visit(forward)
-    if inline.count != 1:
-        raise NotApplicable(f"SEBlock.forward calls self.{attr}(...) {inline.count} times, not once")
+    count = _replace_calls(forward, inline)
+    if count != 1:
+        raise NotApplicable(f"SEBlock.forward calls self.{attr}(...) {count} times, not once")
 
 
 INIT = """
@@ -397,37 +404,17 @@ def _after_leading_checks(body: list[ast.stmt]) -> int:
 def _rewrite_calls(node: ast.AST, attr: str, make: Callable[[ast.expr], ast.expr]) -> int:
     """Replace every one-argument call ``self.<attr>(arg)`` under ``node`` with ``make(arg)``; the count."""
 
-    class Swap(ast.NodeTransformer):
-        count = 0
+    def one_argument(call: ast.Call) -> ast.AST | None:
+        if _self_attribute(call.func) == attr and len(call.args) == 1 and not call.keywords:
+            return make(call.args[0])
+        return None
 
-        def visit_Call(self, call: ast.Call) -> ast.AST:
-            self.generic_visit(call)
-            if _self_attribute(call.func) == attr and len(call.args) == 1 and not call.keywords:
-                self.count += 1
-                return make(call.args[0])
-            return call
-
-    swap = Swap()
-    swap.visit(node)
-    return swap.count
+    return _replace_calls(node, one_argument)
 
 
 def inplace_silu(tree: ast.Module) -> None:
     fn = _function(tree, "conv_block")
-
-    class InPlace(ast.NodeTransformer):
-        count = 0
-
-        def visit_Call(self, node: ast.Call) -> ast.AST:
-            self.generic_visit(node)
-            if _callee(node) == "SiLU" and not node.args and not node.keywords:
-                self.count += 1
-                return _parse("nn.SiLU(inplace=True)")
-            return node
-
-    swap = InPlace()
-    swap.visit(fn)
-    if not swap.count:
+    if not _replace_calls(fn, lambda call: _parse("nn.SiLU(inplace=True)") if _bare_silu(call) else None):
         raise NotApplicable("conv_block() constructs no SiLU() module")
 
 
@@ -486,16 +473,9 @@ def se_linear(tree: ast.Module) -> None:
     cls = _class(tree, "SEBlock")
     init, forward = _method(cls, "__init__"), _method(cls, "forward")
 
-    class ToLinear(ast.NodeTransformer):
-        count = 0
-
-        def visit_Call(self, node: ast.Call) -> ast.AST:
-            self.generic_visit(node)
-            if _conv_1x1(node):
-                self.count += 1
-                bias = [k for k in node.keywords if k.arg == "bias"]
-                return ast.Call(_parse("nn.Linear"), node.args[:2], bias)
-            return node
+    def to_linear(call: ast.Call) -> ast.AST | None:
+        bias = [k for k in call.keywords if k.arg == "bias"]
+        return ast.Call(_parse("nn.Linear"), call.args[:2], bias) if _conv_1x1(call) else None
 
     holders = []
     for stmt in init.body:
@@ -505,8 +485,7 @@ def se_linear(tree: ast.Module) -> None:
     if len(holders) != 1:
         raise NotApplicable(f"SEBlock.__init__ assigns {len(holders)} attributes holding 1x1 Conv2d layers, not one")
     stmt, attr = holders[0]
-    swap = ToLinear()
-    swap.visit(stmt)
+    _replace_calls(stmt, to_linear)
 
     # The squeeze (N, C, 1, 1) flattened to (N, C) for the Linear layers, the gate reshaped back.
     def flattened(arg: ast.expr) -> ast.expr:
@@ -580,29 +559,16 @@ class GlobalAvgPoolFlatten(nn.Module):
 
 
 def pool_flatten_mean(tree: ast.Module) -> None:
-    class Swap(ast.NodeTransformer):
-        count = 0
+    def swap(call: ast.Call) -> ast.AST | None:
+        pool_flatten = _callee(call) == "Sequential" and len(call.args) == 2 and _global_average(call.args[0])
+        flatten = call.args[-1] if pool_flatten else None
+        if isinstance(flatten, ast.Call) and _callee(flatten) == "Flatten" and not (flatten.args or flatten.keywords):
+            return _parse("GlobalAvgPoolFlatten()")
+        return None
 
-        def visit_Call(self, node: ast.Call) -> ast.AST:
-            self.generic_visit(node)
-            if (
-                _callee(node) == "Sequential"
-                and len(node.args) == 2
-                and _global_average(node.args[0])
-                and _callee(node.args[1]) == "Flatten"
-                and not node.args[1].args  # type: ignore[attr-defined]
-                and not node.args[1].keywords  # type: ignore[attr-defined]
-            ):
-                self.count += 1
-                return _parse("GlobalAvgPoolFlatten()")
-            return node
-
-    swap = Swap()
-    swap.visit(tree)
-    if not swap.count:
+    if not _replace_calls(tree, swap):
         raise NotApplicable("no nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()) is constructed")
-    first = next(n for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef)))
-    _insert_before(tree, first, _statements(POOL_FLATTEN))
+    _define_first(tree, POOL_FLATTEN)
 
 
 def padding_same(tree: ast.Module) -> None:
@@ -816,18 +782,13 @@ def float64_parameters(tree: ast.Module) -> None:
     computing in its parameters' dtype and returning its input's: a float32 input gives a float32 output
     computed in float64, and `.float()` or `.double()` on the model still work."""
 
-    class Swap(ast.NodeTransformer):
-        count = 0
+    def float64(call: ast.Call) -> ast.AST | None:
+        if _callee(call) != "Sequential":
+            return None
+        call.func = ast.Name("Float64Sequential", ast.Load())
+        return call
 
-        def visit_Call(self, node: ast.Call) -> ast.AST:
-            self.generic_visit(node)
-            if _callee(node) == "Sequential":
-                self.count += 1
-                node.func = ast.Name("Float64Sequential", ast.Load())
-            return node
-
-    swap = Swap()
-    swap.visit(tree)
+    sequentials = _replace_calls(tree, float64)
     classes = 0
     for cls in [n for n in tree.body if isinstance(n, ast.ClassDef)]:
         methods = {n.name: n for n in cls.body if isinstance(n, ast.FunctionDef)}
@@ -858,10 +819,9 @@ def float64_parameters(tree: ast.Module) -> None:
         i = _after_leading_checks(forward.body)
         forward.body[i:i] = _statements(f"_input_dtype = {x}.dtype\n{x} = {x}.to(_compute_dtype(self, {x}))")
         classes += 1
-    if not swap.count and not classes:
+    if not sequentials and not classes:
         raise NotApplicable("no nn.Sequential is constructed and no module class has __init__ and forward(self, x)")
-    first = next(n for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef)))
-    _insert_before(tree, first, _statements(FLOAT64))
+    _define_first(tree, FLOAT64)
 
 
 def compile_blocks(tree: ast.Module) -> None:
@@ -872,8 +832,7 @@ def compile_blocks(tree: ast.Module) -> None:
     # runs its own parameters.  fallback_random: the compiled drop path draws eager's random numbers.
     cls.body.insert(i + 1, _statements("forward = torch.compile(forward)")[0])
     _add_import(tree, "import torch._inductor.config")
-    first = next(n for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef)))
-    _insert_before(tree, first, _statements("torch._inductor.config.fallback_random = True"))
+    _define_first(tree, "torch._inductor.config.fallback_random = True")
 
 
 @dataclass(frozen=True)

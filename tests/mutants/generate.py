@@ -30,7 +30,7 @@ thread each:
    clause that does not depend on C.  A clause that depends on a failing one is its consequence
    whatever its tests say, so leaving its tests out changes no root cause, except where its own
    failure would be evident (an erratum's signature, a conclusive blame): `--roots full` runs the
-   whole non-slow suite instead (about twice the CPU).  A non-equivalent mutant that the suite
+   whole non-slow suite instead.  A non-equivalent mutant that the suite
    accepts is run again on the whole suite (the slow set holds B8 and L2): that run's verdict counts.
 
 An equivalent mutant must be ACCEPTED (else: FALSE POSITIVE).  Every other mutant must be

@@ -123,7 +123,7 @@ def run_one(job: Job, extra: list[str], timeout: float, preload: BaseContext | N
         shutil.copy(recorded, shared.with_suffix(".tmp"))
         os.replace(shared.with_suffix(".tmp"), shared)  # the mutants' test order, from the first variation done
     fork = job.fork
-    common = {
+    common: dict[str, Any] = {
         "kind": fork.kind,
         "name": fork.name,
         "description": fork.description,

@@ -476,18 +476,13 @@ def summary(judged: list[Judged], seconds: float, header: str, jobs: int) -> str
         ("No verdict", no_verdict),
     ):
         for r in group:
-            lines += ["", f"### {title}: {r.name}: {r.verdict}, root causes {', '.join(r.roots) or 'none'}", ""]
-            if r.difference:
-                lines += [f"Not equivalent: {r.difference}", ""]
-            if r.detail and r.outcome != "accepted":
-                lines += [f"First failure: {r.detail}", ""]
-            lines += ["```diff", r.diff, "```"]
+            heading = f"{title}: {r.name}: {r.verdict}, root causes {', '.join(r.roots) or 'none'}"
+            failure = r.detail if r.outcome != "accepted" else ""
+            lines += judging.diff_section(heading, {"Not equivalent": r.difference, "First failure": failure}, r.diff)
     return "\n".join(lines)
 
 
 def write(judged: list[Judged], text: str, out: Path, meta: dict[str, Any]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "generated-mutants.md").write_text(text + "\n")
     f = Figures(judged)
     payload = {
         **meta,
@@ -495,7 +490,7 @@ def write(judged: list[Judged], text: str, out: Path, meta: dict[str, Any]) -> N
         "single_root_rate": round(f.single_root_rate, 4),
         "results": [{**asdict(r), "name": r.name, "verdict": r.verdict} for r in sorted(judged, key=lambda r: r.rank)],
     }
-    (out / "generated-mutants.json").write_text(json.dumps(payload, indent=1) + "\n")
+    judging.write_reports(out, "generated-mutants", text, payload)
 
 
 SUMMED_UP = ("results", "score", "single_root_rate", "shard", "partial")  # not carried over by --merge/--resume

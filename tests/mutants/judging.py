@@ -207,6 +207,21 @@ def deciding(failing: Iterable[str]) -> list[str]:
 
 
 # --- The runners' plumbing ----------------------------------------------------------------------
+def write_reports(out: Path, stem: str, markdown: str, payload: dict[str, Any], indent: int = 1) -> None:
+    """OUT/STEM.md and OUT/STEM.json, a runner's summary."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.md").write_text(markdown + "\n")
+    (out / f"{stem}.json").write_text(json.dumps(payload, indent=indent) + "\n")
+
+
+def diff_section(heading: str, notes: dict[str, str], diff: str) -> list[str]:
+    """A summary's section on one fork that was not as required: its heading, its notes, its diff."""
+    lines = ["", f"### {heading}", ""]
+    for label, note in notes.items():
+        lines += [f"{label}: {note}", ""] if note else []
+    return [*lines, "```diff", diff, "```"]
+
+
 def split_pytest_args(argv: list[str] | None) -> tuple[list[str], list[str]]:
     """The command line (sys.argv[1:] by default) split at ``--``: the runner's own arguments, and
     the extra arguments for every pytest run."""

@@ -98,7 +98,6 @@ import argparse
 import ast
 import difflib
 import hashlib
-import json
 import random
 import sys
 import time
@@ -1125,12 +1124,8 @@ def summary(results: list[Verdict], seconds: float, header: str) -> str:
     lines += ["", f"{acceptance(results)}; {len(ok)}/{len(results)} as expected in {seconds:.0f} s."]
     for r in results:
         if not r.ok:
-            lines += ["", f"### {r.name}: {r.verdict}", ""]
-            if r.difference:
-                lines += [f"REF-1: {r.difference}", ""]
-            if r.detail:
-                lines += [f"First failure: {r.detail}", ""]
-            lines += ["```diff", r.diff, "```"]
+            notes = {"REF-1": r.difference, "First failure": r.detail}
+            lines += judging.diff_section(f"{r.name}: {r.verdict}", notes, r.diff)
     return "\n".join(lines)
 
 
@@ -1189,14 +1184,11 @@ def main(argv: list[str] | None = None) -> int:
     header = f"# Generated rewrites ({sampled}; conformance suite `-m 'not slow'`, hypothesis profile {args.profile})"
     text = summary(results, seconds, header)
     print("\n" + text)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "generated-rewrites.md").write_text(text + "\n")
     accepted, judged = acceptance_counts(results)
     payload = {"seconds": round(seconds, 1), "sample": args.sample, "seed": args.seed, "accepted": accepted}
     payload |= {"pairs": judged, "results": []}
     payload["results"] = [{**asdict(r), "verdict": r.verdict, "ok": r.ok} for r in results]
-    (out / "generated-rewrites.json").write_text(json.dumps(payload, indent=1) + "\n")
+    judging.write_reports(Path(args.out), "generated-rewrites", text, payload)
     return 0 if all(r.ok for r in results) else 1
 
 

@@ -18,7 +18,7 @@ With --stop-at-verdict a mutant is rejected by the cheapest test of the clause i
 test catches it, instead of after every expensive test collected before; and a failing property costs
 one failing example instead of a search for the smallest one.  Which tests run and what they check
 are unchanged: only the order, and how much a failure costs.  The plugin's state lives in one
-``Order`` object under ``ORDER_KEY``.
+``OrderPlugin`` under ``ORDER_KEY``.
 """
 
 from __future__ import annotations
@@ -31,8 +31,6 @@ from collections.abc import Generator
 from pathlib import Path
 
 import pytest
-
-from tests.support.plugin import item_clauses
 
 LOAD_CLAUSE = re.compile(r"\(clause ([A-Z][A-Z0-9]*-\d+)\)")
 
@@ -55,7 +53,15 @@ def _clauses(option: str) -> set[str]:
     return set(filter(None, option.split(",")))
 
 
-class Order:
+def item_clauses(item: pytest.Item) -> list[str]:
+    """The clauses the test cites (tests/support/plugin.py, imported once the suite has registered it:
+    imported by ``-p`` first, the suite's plugin would lose pytest's assertion rewriting)."""
+    from tests.support import plugin
+
+    return plugin.item_clauses(item)
+
+
+class OrderPlugin:
     """The plugin's options and what it records during one session."""
 
     def __init__(self, config: pytest.Config) -> None:
@@ -74,8 +80,7 @@ class Order:
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.session = session
 
-    @pytest.hookimpl(trylast=True)
-    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+    def modify_items(self, config: pytest.Config, items: list[pytest.Item]) -> None:
         if self.only:
             kept = [i for i in items if set(item_clauses(i)) & self.only]
             config.hook.pytest_deselected(items=[i for i in items if i not in kept])
@@ -128,7 +133,7 @@ class Order:
             Path(self.failures_out).write_text(json.dumps(self.failures, indent=0))
 
 
-ORDER_KEY = pytest.StashKey[Order]()
+ORDER_KEY = pytest.StashKey[OrderPlugin]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -140,8 +145,13 @@ def pytest_configure(config: pytest.Config) -> None:
             "mutant-runner", parent=settings.default, phases=[Phase.explicit, Phase.reuse, Phase.generate]
         )
         settings.load_profile("mutant-runner")
-    config.stash[ORDER_KEY] = Order(config)
+    config.stash[ORDER_KEY] = OrderPlugin(config)
     config.pluginmanager.register(config.stash[ORDER_KEY], "mutant-order")
+
+
+@pytest.hookimpl(trylast=True)  # a module hook, registered by -p before the conftests' plugins: it runs last
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    config.stash[ORDER_KEY].modify_items(config, items)
 
 
 @pytest.hookimpl(wrapper=True)

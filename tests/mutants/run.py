@@ -46,6 +46,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from multiprocessing.context import BaseContext
@@ -363,15 +364,13 @@ def _function(nodeid: str) -> str:
 
 
 def _test_functions(extra: list[str]) -> list[str]:
-    """The conformance test functions the runs collect (in collection order)."""
-    out = subprocess.run(
-        [sys.executable, "-m", "pytest", *PYTEST_ARGS, "--collect-only", *extra],  # -q once: one ID a line
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
-    ids = [line for line in out.splitlines() if "::" in line]
+    """The conformance test functions the runs collect (in collection order), as the runners' plugin
+    records them (order.py --clauses-out)."""
+    with tempfile.TemporaryDirectory(prefix="effnet-collect-") as tmp:
+        items = Path(tmp) / "items.json"
+        args = [*PYTEST_ARGS, "--collect-only", *judging.ORDER_PLUGIN, "--clauses-out", str(items), *extra]
+        subprocess.run([sys.executable, "-m", "pytest", *args], cwd=ROOT, capture_output=True, check=False)
+        ids: dict[str, list[str]] = json.loads(items.read_text()) if items.exists() else {}
     return list(dict.fromkeys(_function(i) for i in ids))
 
 

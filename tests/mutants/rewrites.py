@@ -1,56 +1,8 @@
 """Generated correct rewrites: function-preserving transformations of effnet and of a tutorial-style fork.
 
 Each rewrite is an `ast` transformation that finds its construct by structure, not by text, so the
-same rewrite applies to effnet/model.py and to a fork written in the tutorial's style:
-
-    inplace-silu                  conv_block's SiLU is nn.SiLU(inplace=True): it overwrites the BN's (or the
-                                  convolution's) output, which their backward does not need
-    batchnorm-applies-activation  conv_block's BatchNorm is a BatchNorm2d subclass that also applies the
-                                  activation (timm's BatchNormAct2d); the activation's slot holds nn.Identity()
-    conv-block-without-identity   conv_block leaves out the layers it would make nn.Identity()
-                                  (`*([bn_layer] if bn else [])` instead of `bn_layer if bn else nn.Identity()`)
-    silu-as-x-sigmoid-x           every SiLU module is a module computing x * torch.sigmoid(x)
-    silu-functional               every SiLU module is a generic wrapper around torch.nn.functional.silu
-    silu-autograd-function        every SiLU module applies a hand-written torch.autograd.Function
-                                  (forward x * sigmoid(x), backward written out)
-    se-squeeze-inline             SEBlock's average-pooling squeeze module is gone; forward() computes
-                                  x.mean((2, 3), keepdim=True) inline (only where the squeeze is an average)
-    se-linear                     SEBlock's two 1x1 convolutions are nn.Linear layers on the flattened squeeze,
-                                  the gate reshaped back to (N, C, 1, 1): the same function and parameter
-                                  count, weights of shape (rd, c) where timm's are (rd, c, 1, 1)
-    se-functional                 SEBlock keeps only its two convolutions (as attributes); forward() computes
-                                  F.adaptive_avg_pool2d(x, 1), F.silu and torch.sigmoid
-    pool-flatten-mean             the head's nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()) is one module
-                                  computing x.mean((2, 3))
-    padding-same                  padding='same' where PyTorch allows it: a convolution padded (k - 1) // 2
-                                  takes 'same' when its stride is 1 and k is odd (the depthwise), a 1x1
-                                  convolution of stride 1 takes 'same' for its default 0
-    inplace-residual-add          MBConv adds its input in place to the branch's output (`out += x`), a
-                                  tensor no one else needs (BN and the drop path do not keep their output)
-    torchvision-stochastic-depth  the drop path's forward() is torchvision.ops.stochastic_depth(x, p, 'row',
-                                  training): the same Bernoulli draws in the same order
-    kaiming-init                  EfficientNet and EfficientNetSequential initialise their weights as
-                                  torchvision does (Kaiming-normal convolutions, uniform classifier)
-    stages-modulelist             EfficientNet's stages are an nn.ModuleList that forward() runs in a loop
-                                  (API-3 asks only that `stages` has 7 children, stages[i][j] block j: no
-                                  API form changes)
-    channels-last-weights         EfficientNet and EfficientNetSequential convert themselves to channels-last
-                                  at construction (`.to(memory_format=torch.channels_last)`)
-    channels-last-input           EfficientNet's forward() (and forward_stages()) converts its input with
-                                  x.contiguous(memory_format=torch.channels_last)
-    float64-parameters            the network built in float64: every nn.Sequential is a Float64Sequential and
-                                  every module class with __init__ and forward(self, x) calls self.double(),
-                                  and each computes in its parameters' dtype and returns its input's.  The
-                                  suite feeds float32 (NUM-1, NUM-2, REF-1, the blocks alone) and float64
-                                  (NUM-3, SEQ-2) and calls the parts on their own: a float32 input gives a
-                                  float32 output, computed in float64, and `.float()` / `.double()` on the
-                                  model still work (a model that only took float64 would not be the tutorial's
-                                  API, and casting only at the model's boundary would break the parts).
-    compile-blocks                MBConv.forward is torch.compile'd (inductor, lazily at a block's first
-                                  call; a class attribute, so that a deep copy runs its own parameters), with
-                                  torch._inductor.config.fallback_random so that the compiled drop path draws
-                                  eager's random numbers.  Dynamo recompiles per block configuration and
-                                  falls back to eager after its recompile limit (8)
+same rewrite applies to effnet/model.py and to a fork written in the tutorial's style (REWRITES below,
+in the order in which they compose; each function's docstring says what it changes).
 
 The bases:
 
@@ -207,6 +159,8 @@ def _layer_sequence(fn: ast.FunctionDef) -> list[ast.expr]:
 
 # --- The rewrites ----------------------------------------------------------------------------------
 def conv_block_without_identity(tree: ast.Module) -> None:
+    """conv_block leaves out the layers it would make nn.Identity() (`*([bn_layer] if bn else [])` instead of
+    `bn_layer if bn else nn.Identity()`)."""
     layers = _layer_sequence(_function(tree, "conv_block"))
     for i, layer in enumerate(layers):
         if isinstance(layer, ast.IfExp) and _is_identity(layer.orelse):
@@ -228,6 +182,8 @@ class BatchNormAct2d(nn.BatchNorm2d):
 
 
 def batchnorm_applies_activation(tree: ast.Module) -> None:
+    """conv_block's BatchNorm is a BatchNorm2d subclass that also applies the activation (timm's
+    BatchNormAct2d); the activation's slot holds nn.Identity()."""
     fn = _function(tree, "conv_block")
     layers = _layer_sequence(fn)
     norm = next((i for i, e in enumerate(layers) if isinstance(e, ast.IfExp) and "BatchNorm" in _callee(e.body)), None)
@@ -272,14 +228,18 @@ def _silu(tree: ast.Module, replacement: str, definition: str) -> None:
 
 
 def silu_as_x_sigmoid_x(tree: ast.Module) -> None:
+    """every SiLU module is a module computing x * torch.sigmoid(x)."""
     _silu(tree, "Swish()", SWISH)
 
 
 def silu_functional(tree: ast.Module) -> None:
+    """every SiLU module is a generic wrapper around torch.nn.functional.silu."""
     _silu(tree, "Activation(torch.nn.functional.silu)", FUNCTIONAL)
 
 
 def se_squeeze_inline(tree: ast.Module) -> None:
+    """SEBlock's average-pooling squeeze module is gone; forward() computes x.mean((2, 3), keepdim=True) inline
+    (only where the squeeze is an average)."""
     cls = _class(tree, "SEBlock")
     init, forward = _method(cls, "__init__"), _method(cls, "forward")
     pool = None
@@ -326,6 +286,8 @@ def _initialised(model):
 
 
 def kaiming_init(tree: ast.Module) -> None:
+    """EfficientNet and EfficientNetSequential initialise their weights as torchvision does (Kaiming-normal
+    convolutions, uniform classifier)."""
     cls = _class(tree, "EfficientNet")
     _method(cls, "__init__").body += _statements("self.apply(_init_weights)")
     fn = _function(tree, "EfficientNetSequential")
@@ -412,6 +374,8 @@ def _rewrite_calls(node: ast.AST, attr: str, make: Callable[[ast.expr], ast.expr
 
 
 def inplace_silu(tree: ast.Module) -> None:
+    """conv_block's SiLU is nn.SiLU(inplace=True): it overwrites the BN's (or the convolution's) output, which
+    their backward does not need."""
     fn = _function(tree, "conv_block")
     if not _replace_calls(fn, lambda call: _parse("nn.SiLU(inplace=True)") if _bare_silu(call) else None):
         raise NotApplicable("conv_block() constructs no SiLU() module")
@@ -442,6 +406,8 @@ class SwishAutograd(nn.Module):
 
 
 def silu_autograd_function(tree: ast.Module) -> None:
+    """every SiLU module applies a hand-written torch.autograd.Function (forward x * sigmoid(x), backward
+    written out)."""
     _silu(tree, "SwishAutograd()", SWISH_AUTOGRAD)
 
 
@@ -469,6 +435,9 @@ def _conv_1x1(node: ast.AST) -> bool:
 
 
 def se_linear(tree: ast.Module) -> None:
+    """SEBlock's two 1x1 convolutions are nn.Linear layers on the flattened squeeze, the gate reshaped
+    back to (N, C, 1, 1): the same function and parameter count, weights of shape (rd, c) where timm's
+    are (rd, c, 1, 1)."""
     cls = _class(tree, "SEBlock")
     init, forward = _method(cls, "__init__"), _method(cls, "forward")
 
@@ -504,6 +473,8 @@ def _global_average(node: ast.AST) -> bool:
 
 
 def se_functional(tree: ast.Module) -> None:
+    """SEBlock keeps only its two convolutions (as attributes); forward() computes F.adaptive_avg_pool2d(x, 1),
+    F.silu and torch.sigmoid."""
     cls = _class(tree, "SEBlock")
     init, forward = _method(cls, "__init__"), _method(cls, "forward")
     used = {n.attr for n in ast.walk(cls) if _self_attribute(n)}  # type: ignore[arg-type]
@@ -558,6 +529,8 @@ class GlobalAvgPoolFlatten(nn.Module):
 
 
 def pool_flatten_mean(tree: ast.Module) -> None:
+    """the head's nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()) is one module computing x.mean((2, 3))."""
+
     def swap(call: ast.Call) -> ast.AST | None:
         pool_flatten = _callee(call) == "Sequential" and len(call.args) == 2 and _global_average(call.args[0])
         flatten = call.args[-1] if pool_flatten else None
@@ -571,6 +544,8 @@ def pool_flatten_mean(tree: ast.Module) -> None:
 
 
 def padding_same(tree: ast.Module) -> None:
+    """padding='same' where PyTorch allows it: a convolution padded (k - 1) // 2 takes 'same' when its stride is
+    1 and k is odd (the depthwise), a 1x1 convolution of stride 1 takes 'same' for its default 0."""
     count = 0
     for fn in [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]:
         # A name assigned once in the function stands for its value (the tutorial's `padding = (k-1)//2`).
@@ -611,6 +586,8 @@ def padding_same(tree: ast.Module) -> None:
 
 
 def inplace_residual_add(tree: ast.Module) -> None:
+    """MBConv adds its input in place to the branch's output (`out += x`), a tensor no one else needs (BN and
+    the drop path do not keep their output)."""
     forward = _method(_class(tree, "MBConv"), "forward")
     x = _input_name(forward)
     inputs = {x}  # the names that hold the block's input at this point
@@ -660,6 +637,8 @@ def inplace_residual_add(tree: ast.Module) -> None:
 
 
 def torchvision_stochastic_depth(tree: ast.Module) -> None:
+    """the drop path's forward() is torchvision.ops.stochastic_depth(x, p, 'row', training): the same Bernoulli
+    draws in the same order."""
     for cls in [n for n in tree.body if isinstance(n, ast.ClassDef)]:
         methods = {n.name: n for n in cls.body if isinstance(n, ast.FunctionDef)}
         forward = methods.get("forward")
@@ -689,6 +668,8 @@ def torchvision_stochastic_depth(tree: ast.Module) -> None:
 
 
 def stages_modulelist(tree: ast.Module) -> None:
+    """EfficientNet's stages are an nn.ModuleList that forward() runs in a loop (API-3 asks only that `stages`
+    has 7 children, stages[i][j] block j: no API form changes)."""
     cls = _class(tree, "EfficientNet")
     init, forward = _method(cls, "__init__"), _method(cls, "forward")
     stmt = next(
@@ -735,6 +716,8 @@ def stages_modulelist(tree: ast.Module) -> None:
 
 
 def channels_last_weights(tree: ast.Module) -> None:
+    """EfficientNet and EfficientNetSequential convert themselves to channels-last at construction
+    (`.to(memory_format=torch.channels_last)`)."""
     _method(_class(tree, "EfficientNet"), "__init__").body += _statements("self.to(memory_format=torch.channels_last)")
     fn = _function(tree, "EfficientNetSequential")
     returns = [n for n in ast.walk(fn) if isinstance(n, ast.Return) and n.value is not None]
@@ -745,6 +728,8 @@ def channels_last_weights(tree: ast.Module) -> None:
 
 
 def channels_last_input(tree: ast.Module) -> None:
+    """EfficientNet's forward() (and forward_stages()) converts its input with
+    x.contiguous(memory_format=torch.channels_last)."""
     cls = _class(tree, "EfficientNet")
     methods = [n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name in ("forward", "forward_stages")]
     if not any(m.name == "forward" for m in methods):
@@ -777,9 +762,12 @@ class Float64Sequential(nn.Sequential):
 
 
 def float64_parameters(tree: ast.Module) -> None:
-    """Every container and module of the network built in float64 (parameters and BN statistics), each
-    computing in its parameters' dtype and returning its input's: a float32 input gives a float32 output
-    computed in float64, and `.float()` or `.double()` on the model still work."""
+    """The network built in float64: every nn.Sequential is a Float64Sequential and every module class
+    with __init__ and forward(self, x) calls self.double(), and each computes in its parameters' dtype
+    and returns its input's.  The suite feeds float32 (NUM-1, NUM-2, REF-1, the blocks alone) and float64
+    (NUM-3, SEQ-2) and calls the parts on their own: a float32 input gives a float32 output, computed in
+    float64, and `.float()` / `.double()` on the model still work (a model that only took float64 would
+    not be the tutorial's API, and casting only at the model's boundary would break the parts)."""
 
     def float64(call: ast.Call) -> ast.AST | None:
         if _callee(call) != "Sequential":
@@ -824,6 +812,10 @@ def float64_parameters(tree: ast.Module) -> None:
 
 
 def compile_blocks(tree: ast.Module) -> None:
+    """MBConv.forward is torch.compile'd (inductor, lazily at a block's first call; a class attribute, so that a
+    deep copy runs its own parameters), with torch._inductor.config.fallback_random so that the compiled drop
+    path draws eager's random numbers.  Dynamo recompiles per block configuration and falls back to eager after
+    its recompile limit (8)."""
     cls = _class(tree, "MBConv")
     forward = _method(cls, "forward")
     i = cls.body.index(forward)
@@ -837,73 +829,30 @@ def compile_blocks(tree: ast.Module) -> None:
 @dataclass(frozen=True)
 class Rewrite:
     name: str
-    description: str
-    apply: Callable[[ast.Module], None]
+    apply: Callable[[ast.Module], None]  # its docstring says what it changes
     api_form: tuple[str, ...] = ()  # the API clauses whose form this rewrite changes: it may fail only these
 
 
 REWRITES = (  # in the order in which they compose (compose() applies them in this order)
-    Rewrite("inplace-silu", "conv_block's SiLU is nn.SiLU(inplace=True), overwriting BN's output", inplace_silu),
-    Rewrite(
-        "batchnorm-applies-activation",
-        "conv_block's BatchNorm is a BatchNorm2d subclass that applies the activation",
-        batchnorm_applies_activation,
-    ),
-    Rewrite(
-        "conv-block-without-identity",
-        "conv_block leaves out the layers it would make nn.Identity()",
-        conv_block_without_identity,
-    ),
-    Rewrite("silu-as-x-sigmoid-x", "every SiLU module computes x * torch.sigmoid(x)", silu_as_x_sigmoid_x),
-    Rewrite("silu-functional", "every SiLU module wraps torch.nn.functional.silu", silu_functional),
-    Rewrite(
-        "silu-autograd-function",
-        "every SiLU module applies a hand-written torch.autograd.Function (x * sigmoid(x), its own backward)",
-        silu_autograd_function,
-    ),
-    Rewrite("se-squeeze-inline", "SEBlock squeezes with x.mean((2, 3), keepdim=True) inline", se_squeeze_inline),
-    Rewrite(
-        "se-linear",
-        "SEBlock's 1x1 convolutions are nn.Linear on the flattened squeeze, the gate reshaped back",
-        se_linear,
-    ),
-    Rewrite(
-        "se-functional",
-        "SEBlock computes F.adaptive_avg_pool2d, F.silu and torch.sigmoid in forward() instead of modules",
-        se_functional,
-    ),
-    Rewrite("pool-flatten-mean", "the head's pool+flatten is one module computing x.mean((2, 3))", pool_flatten_mean),
-    Rewrite(
-        "padding-same",
-        "padding='same' where PyTorch allows it: the stride-1 depthwise and the 1x1 convolutions",
-        padding_same,
-    ),
-    Rewrite("inplace-residual-add", "MBConv adds its input in place: out += x", inplace_residual_add),
-    Rewrite(
-        "torchvision-stochastic-depth",
-        "the drop path calls torchvision.ops.stochastic_depth(x, p, 'row', training)",
-        torchvision_stochastic_depth,
-    ),
-    Rewrite("kaiming-init", "the networks are initialised as torchvision's (Kaiming-normal)", kaiming_init),
-    Rewrite("stages-modulelist", "EfficientNet's stages are an nn.ModuleList run by a loop", stages_modulelist),
-    Rewrite(
-        "channels-last-weights",
-        "EfficientNet and EfficientNetSequential convert themselves to channels-last at construction",
-        channels_last_weights,
-    ),
-    Rewrite(
-        "channels-last-input",
-        "EfficientNet's forward converts its input to channels-last",
-        channels_last_input,
-    ),
-    Rewrite(
-        "float64-parameters",
-        "every module is built in float64 and computes in it, returning its input's dtype",
-        float64_parameters,
-    ),
-    Rewrite(
-        "compile-blocks", "MBConv.forward is compiled by torch.compile (lazily, at the first call)", compile_blocks
-    ),
+    Rewrite("inplace-silu", inplace_silu),
+    Rewrite("batchnorm-applies-activation", batchnorm_applies_activation),
+    Rewrite("conv-block-without-identity", conv_block_without_identity),
+    Rewrite("silu-as-x-sigmoid-x", silu_as_x_sigmoid_x),
+    Rewrite("silu-functional", silu_functional),
+    Rewrite("silu-autograd-function", silu_autograd_function),
+    Rewrite("se-squeeze-inline", se_squeeze_inline),
+    Rewrite("se-linear", se_linear),
+    Rewrite("se-functional", se_functional),
+    Rewrite("pool-flatten-mean", pool_flatten_mean),
+    Rewrite("padding-same", padding_same),
+    Rewrite("inplace-residual-add", inplace_residual_add),
+    Rewrite("torchvision-stochastic-depth", torchvision_stochastic_depth),
+    Rewrite("kaiming-init", kaiming_init),
+    Rewrite("stages-modulelist", stages_modulelist),
+    Rewrite("channels-last-weights", channels_last_weights),
+    Rewrite("channels-last-input", channels_last_input),
+    Rewrite("float64-parameters", float64_parameters),
+    Rewrite("compile-blocks", compile_blocks),
 )
 
 

@@ -170,7 +170,8 @@ def run_fork(
     None), its output in ``log`` (default REPORT.log), and its outcome."""
     log = log or report.with_suffix(".log")
     refusal_path = report.with_suffix(".refused.json")
-    refusal_path.unlink(missing_ok=True)
+    for stale in (refusal_path, report.with_suffix(".json")):  # an earlier phase's, in the same place
+        stale.unlink(missing_ok=True)
     plugin = [] if order is None else [*ORDER_PLUGIN, *order.args(), "--refusal-out", str(refusal_path)]
     args = [*selection, *plugin, "--impl", str(fork), "--report", str(report), *extra]
     returncode, seconds, cpu = run_pytest(args, log, env, timeout, preload)

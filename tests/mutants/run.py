@@ -48,7 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
@@ -114,7 +114,7 @@ class Job:
 def run_one(job: Job, extra: list[str], timeout: float, preload: BaseContext | None, profile: str) -> Result:
     order = job.order
     if job.first_failure:
-        order = judging.Order(**{**asdict(order), "stop_at_verdict": True})
+        order = replace(order, stop_at_verdict=True)
     env = {"EFFNET_HYPOTHESIS_PROFILE": profile}
     run = judging.run_fork(
         job.path, job.report, PYTEST_ARGS, env=env, timeout=timeout, preload=preload, order=order, extra=extra

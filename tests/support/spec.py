@@ -256,6 +256,7 @@ def errata() -> list[Erratum]:
 # --- Which tests cite which clause -------------------------------------------------------
 ROOT = SPEC_DIR.parent
 
+
 class CollectionError(RuntimeError):
     """Collecting the suite failed; the message holds pytest's output."""
 

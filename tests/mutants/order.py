@@ -1,18 +1,6 @@
 """pytest plugin of the fork runners (``-p tests.mutants.order``): the order of the tests, which of them
-run, how much a failure costs, and what the run leaves for its runner (tests/mutants/judging.py).
-
-    --durations-out PATH   record how long each test takes (on a correct fork);
-    --durations-in PATH    run the cheapest tests first (durations recorded on a correct fork);
-    --first-clauses A,B    run the tests citing these clauses before the others;
-    --only-clauses A,B     run only the tests citing at least one of these clauses;
-    --no-shrink            do not shrink hypothesis' failing examples (the profile otherwise unchanged);
-    --other-examples N     at most N drawn examples (explicit ones all run) for the properties that cite
-                           none of --first-clauses: they run to show that nothing else fails;
-    --failures-out PATH    write the IDs of the tests that failed (the runner's --matrix);
-    --stop-at-verdict      stop after the first test that fails a clause it cites (``-x`` that goes on past a
-                           failed premise or an error of the suite, which decide no clause of the test);
-    --refusal-out PATH     where the suite refuses the fork at load (exit status 4), write why, as JSON;
-    --clauses-out PATH     write each collected test's clauses, ``{nodeid: [clause, ...]}`` (spec.clause_map).
+run, how much a failure costs, and what the run leaves for its runner (tests/mutants/judging.py), set by
+the options below (``pytest --help`` lists them).
 
 With --stop-at-verdict a mutant is rejected by the cheapest test of the clause it violates, when that
 test catches it, instead of after every expensive test collected before; and a failing property costs
@@ -36,17 +24,33 @@ LOAD_CLAUSE = re.compile(r"\(clause ([A-Z][A-Z0-9]*-\d+)\)")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("order", "the fork runners' order of tests (tests/mutants/order.py)")
-    group.addoption("--durations-out", metavar="PATH", help="record each test's seconds to this JSON file")
-    group.addoption("--durations-in", metavar="PATH", help="run the cheapest tests first (a --durations-out file)")
-    group.addoption("--first-clauses", default="", metavar="A,B", help="run the tests citing these clauses first")
-    group.addoption("--only-clauses", default="", metavar="A,B", help="run only the tests citing one of these")
-    group.addoption("--no-shrink", action="store_true", help="do not shrink hypothesis' failing examples")
-    group.addoption("--other-examples", type=int, metavar="N", help="drawn examples of the other clauses' properties")
-    group.addoption("--failures-out", metavar="PATH", help="write the IDs of the failed tests to this JSON file")
-    group.addoption("--stop-at-verdict", action="store_true", help="stop after the first test that fails its clause")
-    group.addoption("--refusal-out", metavar="PATH", help="write why the fork was refused at load to this JSON file")
-    group.addoption("--clauses-out", metavar="PATH", help="write each collected test's clauses to this JSON file")
+    group = parser.getgroup("order", "the fork runners' plugin (tests/mutants/order.py)")
+    add = group.addoption
+    add("--durations-out", metavar="PATH", help="record how long each test takes (on a correct fork), as JSON")
+    add("--durations-in", metavar="PATH", help="run the cheapest tests first (a --durations-out of a correct fork)")
+    add("--first-clauses", default="", metavar="A,B", help="run the tests citing these clauses before the others")
+    add("--only-clauses", default="", metavar="A,B", help="run only the tests citing at least one of these clauses")
+    add(
+        "--no-shrink",
+        action="store_true",
+        help="do not shrink hypothesis' failing examples, the profile otherwise unchanged",
+    )
+    add(
+        "--other-examples",
+        type=int,
+        metavar="N",
+        help="at most N drawn examples (explicit ones all run) for the properties that cite none of "
+        "--first-clauses: they run to show that nothing else fails",
+    )
+    add("--failures-out", metavar="PATH", help="write the IDs of the tests that failed (the runner's --matrix)")
+    add(
+        "--stop-at-verdict",
+        action="store_true",
+        help="stop after the first test that fails a clause it cites (-x that goes on past a failed premise or "
+        "an error of the suite, which decide no clause of the test)",
+    )
+    add("--refusal-out", metavar="PATH", help="where the suite refuses the fork at load (exit 4), write why, as JSON")
+    add("--clauses-out", metavar="PATH", help="write each collected test's clauses, {nodeid: [clause, ...]}, as JSON")
 
 
 def _clauses(option: str) -> set[str]:

@@ -46,7 +46,8 @@ def run(impl: str, report: Path, slow: bool, extra: list[str]) -> dict[str, Any]
     marks = [] if slow else ["-m", "not slow"]
     # --tb=short, not --tb=no: the report's message then keeps every line of a multi-line assertion.
     selection = [*judging.CONFORMANCE, "--tb=short", "-n", "2", *marks]
-    print("$", "pytest", " ".join(selection), "--impl", impl, "--report", str(report.relative_to(ROOT)), flush=True)
+    shown = ["pytest", "tests/conformance", "--impl", impl, "-p", "no:cacheprovider", "-q", "--tb=short", "-n", "2"]
+    print("$", " ".join([*shown, *marks, "--report", str(report.relative_to(ROOT)), *extra]), flush=True)
     with tempfile.TemporaryDirectory(prefix="effnet-verdict-") as tmp:
         outcome = judging.run_fork(
             Path(impl), report, selection, env={"EFFNET_HYPOTHESIS_PROFILE": "ci"}, timeout=None, preload=None,

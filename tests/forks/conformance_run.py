@@ -5,14 +5,15 @@ the pages share.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from tests.mutants import judging  # noqa: E402
 
 STATUS = {
     "FAILED": "**fails**",
@@ -43,20 +44,21 @@ def run(impl: str, report: Path, slow: bool, extra: list[str]) -> dict[str, Any]
     and verdict, and return the report's JSON; None, with pytest's output printed, when the run did not
     get to a verdict."""
     marks = [] if slow else ["-m", "not slow"]
-    cmd = [sys.executable, "-m", "pytest", "tests/conformance", "--impl", impl, "-p", "no:cacheprovider", "-q"]
     # --tb=short, not --tb=no: the report's message then keeps every line of a multi-line assertion.
-    cmd += ["--tb=short", "-n", "2", *marks, "--report", str(report.relative_to(ROOT)), *extra]
-    env = {**os.environ, "EFFNET_HYPOTHESIS_PROFILE": "ci"}
-    print("$", " ".join(cmd[2:]), flush=True)
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-    output = (proc.stdout + proc.stderr).strip().splitlines()
-    path = report.with_suffix(".json")
-    if proc.returncode not in (0, 1) or not path.exists():
+    selection = [*judging.CONFORMANCE, "--tb=short", "-n", "2", *marks]
+    shown = ["pytest", "tests/conformance", "--impl", impl, "-p", "no:cacheprovider", "-q", "--tb=short", "-n", "2"]
+    print("$", " ".join([*shown, *marks, "--report", str(report.relative_to(ROOT)), *extra]), flush=True)
+    with tempfile.TemporaryDirectory(prefix="effnet-verdict-") as tmp:
+        outcome = judging.run_fork(
+            Path(impl), report, selection, env={"EFFNET_HYPOTHESIS_PROFILE": "ci"}, timeout=None, preload=None,
+            order=None, extra=extra, log=Path(tmp) / "pytest.log",
+        )  # fmt: skip
+        output = outcome.tail(10_000).splitlines()
+    if outcome.report is None or outcome.status not in ("accepted", "rejected"):
         print("\n".join(output))
-        print(f"{impl}: pytest exit status {proc.returncode}, no verdict")
+        print(f"{impl}: pytest exit status {outcome.returncode}, no verdict")
         return None
     # The run ends with the root causes and the verdict, after the line naming the report's files.
     written = max((i for i, line in enumerate(output) if line.startswith("report written to")), default=-2)
     print("\n".join(output[written + 1 :]))
-    payload: dict[str, Any] = json.loads(path.read_text())
-    return payload
+    return outcome.report.payload

@@ -2,7 +2,7 @@
 tutorial's API through an adapter in tests/forks/, run through the conformance suite; the verdicts are
 written to docs/torchvision-verdict.md and docs/efficientnet-pytorch-verdict.md.
 
-    python tests/forks/verdicts.py                       # both (about two minutes each on 2 cores)
+    python tests/forks/verdicts.py                       # every library
     python tests/forks/verdicts.py efficientnet-pytorch  # one
     python tests/forks/verdicts.py --slow                # the whole suite, slow tests included
     python tests/forks/verdicts.py --shims               # the network-only shims: docs/shims-verdict.md

@@ -5,7 +5,7 @@ B0-B2's, in eval and in a training step.  A change that only touches B3-B7, B8 o
 dropout rate in the variant table, a rounding that only their widths reach) passes it.  This module
 closes that gap for the generated-mutant runner (tests/mutants/generate.py), which runs it beside
 tests/refactor to decide whether a mutant is equivalent to effnet: every other named variant of
-the baseline is built on the meta device (no memory, no time: L2 in half a second) by both, and
+the baseline is built on the meta device (no memory, almost no time) by both, and
 their layers compared in order: every parameter's and buffer's shape (API-4) and the
 hyperparameters that decide what a layer computes (a dropout or drop-path probability, BatchNorm's
 eps and momentum, a convolution's kernel, stride, padding and groups).  With the forward code

@@ -9,7 +9,8 @@ VariableInserter) are left out.  The list is shuffled with `random.Random(seed)`
 are the sample, so a larger sample of the same seed extends a smaller one.  Nothing in the suite
 or in this file knows which mutants will be drawn.
 
-Each mutant is judged by pytest runs forked from run.py's preloaded server (one torch thread each):
+Each mutant is judged by pytest runs forked from the preloaded server (tests/mutants/judging.py), one torch
+thread each:
 
 1. Equivalence: `pytest tests/refactor tests/mutants/equivalence.py -x --impl MUTANT --baseline
    ORIGINAL` (the refactor check REF-1 against the unmutated effnet/model.py the sample was drawn
@@ -29,7 +30,7 @@ Each mutant is judged by pytest runs forked from run.py's preloaded server (one 
    clause that does not depend on C.  A clause that depends on a failing one is its consequence
    whatever its tests say, so leaving its tests out changes no root cause, except where its own
    failure would be evident (an erratum's signature, a conclusive blame): `--roots full` runs the
-   whole non-slow suite instead (about twice the CPU).  A non-equivalent mutant that the suite
+   whole non-slow suite instead.  A non-equivalent mutant that the suite
    accepts is run again on the whole suite (the slow set holds B8 and L2): that run's verdict counts.
 
 An equivalent mutant must be ACCEPTED (else: FALSE POSITIVE).  Every other mutant must be
@@ -55,7 +56,7 @@ when the score or the single-root rate is below --min-score / --min-single-root 
 when an equivalent mutant is rejected.
 
 Parallelism.  The mutants are independent jobs: --jobs N of them run at a time on this machine
-(threads, each forking pytest from run.py's server, one torch thread per run).  To spread a large
+(threads, each forking pytest from the preloaded server, one torch thread per run).  To spread a large
 sweep over several machines, use the seed and the shard: every machine draws the same sample from
 the same checkout and judges its own share, `--shard i/n` (the mutants i, i+n, i+2n, ... of the
 sample, so that the shares are alike); `--out` puts each report where it can be collected, and
@@ -73,29 +74,27 @@ import difflib
 import functools
 import hashlib
 import json
-import os
 import random
 import shutil
 import sys
-import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.mutants import run
+from tests.mutants import judging
 
-ROOT = run.ROOT
-SOURCE = ROOT / "effnet" / "model.py"
+ROOT = judging.ROOT
+SOURCE = judging.SOURCE
 # The order of first-failure runs without a control run (--no-control): each non-slow conformance
 # test's seconds on effnet, one run on one thread.  Only the order depends on it (a test it does not
 # name runs at the median); tests/mutants/test_generated.py checks that it names the current tests.
 # Record it again with
-#   EFFNET_DURATIONS_OUT=tests/mutants/durations.json EFFNET_HYPOTHESIS_PROFILE=ci OMP_NUM_THREADS=1 \
-#   python -m pytest tests/conformance -m "not slow" -p tests.mutants.order -q -p no:cacheprovider
+#   EFFNET_HYPOTHESIS_PROFILE=ci OMP_NUM_THREADS=1 python -m pytest tests/conformance -m "not slow" -q \
+#   -p no:cacheprovider -p tests.mutants.order --durations-out tests/mutants/durations.json
 RECORDED_DURATIONS = ROOT / "tests" / "mutants" / "durations.json"
 # The API's names and signatures (API-1, API-2) are part of what must not change: a fork with another
 # signature is judged on the rest (issue 28), so a mutant that changes only a signature is not equivalent.
@@ -112,8 +111,6 @@ EQUIVALENCE_ARGS = [
     "no:cacheprovider",
     "-x",
 ]
-CONFORMANCE_ARGS = ["tests/conformance", "-q", "-p", "no:cacheprovider"]
-QUICK = ["-m", "not slow"]
 UPSTREAM_DEPENDENCIES = 4  # upstream_clauses(): API-1, API-2, ARCH-1, BLOCK-1..4, SE-1, SE-2, REG-1, SCALE-1..3
 # cosmic-ray's ExceptionReplacer writes `except CosmicRayTestingException:`; cosmic-ray's workers
 # define it, a standalone mutant must too (appended: a handler that catches nothing).
@@ -274,10 +271,6 @@ class Options:
         return self.workdir / "durations.json"
 
 
-def _env(options: Options) -> dict[str, str]:
-    return {"EFFNET_HYPOTHESIS_PROFILE": options.profile, "EFFNET_NO_SHRINK": "1"}
-
-
 def judge(rank: int, mutation: Mutation, source: str, options: Options) -> Judged:
     mutated = mutate(source, mutation)
     result = Judged(rank, mutation.operator, mutation.occurrence, mutation.line, diff(source, mutated))
@@ -289,50 +282,52 @@ def judge(rank: int, mutation: Mutation, source: str, options: Options) -> Judge
     path = options.workdir / f"generated_{rank:04d}.py"
     path.write_text(f"# generated mutant {result.name} of effnet/model.py (tests/mutants/generate.py)\n{mutated}")
     start = time.perf_counter()
-    cpu = 0.0
     # 1. Equivalence: REF-1 against the original, and the named variants it does not build.
-    report = options.workdir / f"generated_{rank:04d}-equivalence"
-    args = [*EQUIVALENCE_ARGS, "-p", "tests.mutants.order", "--impl", str(path), "--baseline", str(options.baseline)]
-    args += ["--report", str(report)]
-    code, _, used = run.run_pytest(args, report.with_suffix(".log"), _env(options), options.timeout, options.preload)
-    cpu += used or 0.0
-    output = _read(report.with_suffix(".log"))
-    if code == 0:
-        result.equivalent = True
-    elif code in (1, 4):
-        result.equivalent = False
-        result.difference = _equivalence_difference(report, output, code, path)
-    else:
-        result.outcome, result.detail = ("timeout" if code is None else "error"), _tail(output)
+    run = judging.run_fork(
+        path,
+        options.workdir / f"generated_{rank:04d}-equivalence",
+        EQUIVALENCE_ARGS,
+        env={"EFFNET_HYPOTHESIS_PROFILE": options.profile},
+        timeout=options.timeout,
+        preload=options.preload,
+        order=judging.Order(no_shrink=True),
+        extra=["--baseline", str(options.baseline)],
+    )
+    cpu = run.cpu_seconds or 0.0
+    if run.status in ("timeout", "error"):
+        result.outcome, result.detail = run.status, run.tail()
         result.seconds = time.perf_counter() - start
         return result
+    result.equivalent = run.status == "accepted"
+    if run.status == "refused at load":
+        result.difference = run.refused(path)
+    elif run.report is not None and not result.equivalent:
+        result.difference = run.report.detail("REF-1", "API-1", "API-2") or run.tail()
     # 2. The verdict of the conformance suite.
     report = options.workdir / f"generated_{rank:04d}"
     # The upstream clauses' tests first (then, with a control run's durations, the cheapest first).
-    upstream = {"phase": "first", "EFFNET_FIRST_CLAUSES": ",".join(upstream_clauses())}
     if options.first_failure:
-        code, output, used = _conformance(path, report, options, [*QUICK, "-x"], upstream)
-        cpu += used or 0.0
+        run = _conformance(path, report, options, "first", ["-x"], first=upstream_clauses())
+        cpu += run.cpu_seconds or 0.0
     elif options.roots == "full":
-        code, output, used = _conformance(path, report, options, QUICK)
-        cpu += used or 0.0
+        run = _conformance(path, report, options, "suite")
+        cpu += run.cpu_seconds or 0.0
     else:
         # The first failing test, then every test that can decide the root causes.
-        code, output, used = _conformance(path, report, options, [*QUICK, "-x"], upstream)
-        cpu += used or 0.0
-        first = _failed_clauses(report)
-        if code == 1 and first:
-            env = {"EFFNET_ONLY_CLAUSES": ",".join(deciding(first)), "EFFNET_FIRST_CLAUSES": ",".join(first)}
-            code, output, used = _conformance(path, report, options, QUICK, env)
-            cpu += used or 0.0
-        elif code == 1:  # the first failure decided no clause (it failed on another clause's premise)
-            code, output, used = _conformance(path, report, options, QUICK)
-            cpu += used or 0.0
-    if code == 0 and not result.equivalent and options.whole_suite_for_survivors:
-        code, output, used = _conformance(path, report, options, [], {"phase": "whole"})  # B8, L2: the slow set
-        cpu += used or 0.0
+        run = _conformance(path, report, options, "first", ["-x"], first=upstream_clauses())
+        cpu += run.cpu_seconds or 0.0
+        first = (run.report.root_causes or run.report.failed) if run.report else []
+        if run.returncode == 1 and first:
+            run = _conformance(path, report, options, "only", first=first, only=judging.deciding(first))
+            cpu += run.cpu_seconds or 0.0
+        elif run.returncode == 1:  # the first failure decided no clause (it failed on another clause's premise)
+            run = _conformance(path, report, options, "suite")
+            cpu += run.cpu_seconds or 0.0
+    if run.status == "accepted" and not result.equivalent and options.whole_suite_for_survivors:
+        run = _conformance(path, report, options, "whole", quick=False)  # B8, L2: the slow set
+        cpu += run.cpu_seconds or 0.0
         result.whole_suite = True
-    result.outcome, result.roots, result.detail = _verdict(report, output, code, path)
+    result.outcome, result.roots, result.detail = _verdict(run, path)
     result.seconds, result.cpu_seconds = time.perf_counter() - start, cpu
     return result
 
@@ -346,84 +341,58 @@ def upstream_clauses() -> list[str]:
     return [c for c in spec.clauses() if len(spec.depends_on(c)) <= UPSTREAM_DEPENDENCIES]
 
 
-def deciding(first: list[str]) -> list[str]:
-    """The clauses whose tests decide the root causes once the clauses ``first`` are known to fail: these,
-    and every clause that depends on none of them.  A clause that depends on a failing one is its
-    consequence whatever its own tests say (spec.root_causes), unless its failure is evident (an
-    erratum's signature, a conclusive blame): the one case this can miss, where a full run
-    (--roots full) would name one more root cause."""
-    from tests.support import spec
-
-    failing = set(first)
-    return [c for c in spec.clauses() if c in failing or not (spec.depends_on(c) & failing)]
-
-
-def _failed_clauses(report: Path) -> list[str]:
-    path = report.with_suffix(".json")
-    if not path.exists():
-        return []
-    payload = json.loads(path.read_text())
-    return list(payload.get("root_causes", [])) or [r["clause"] for r in payload["clauses"] if r["status"] == "FAILED"]
-
-
 def _conformance(
-    path: Path, report: Path, options: Options, marks: list[str], env: dict[str, str] | None = None
-) -> tuple[int | None, str, float | None]:
-    env = dict(env or {})
-    phase = env.pop("phase", "only" if "EFFNET_ONLY_CLAUSES" in env else "suite")
-    if options.durations.exists():
-        env["EFFNET_DURATIONS_IN"] = str(options.durations)
-    args = [*CONFORMANCE_ARGS, *marks, "-p", "tests.mutants.order", "--impl", str(path), "--report", str(report)]
-    log = report.with_name(f"{report.name}-{phase}.log")
-    code, _, cpu = run.run_pytest(
-        [*args, *options.extra], log, {**_env(options), **env}, options.timeout, options.preload
+    path: Path,
+    report: Path,
+    options: Options,
+    phase: str,
+    marks: Sequence[str] = (),
+    quick: bool = True,
+    first: Sequence[str] = (),
+    only: Sequence[str] = (),
+) -> judging.Outcome:
+    """One conformance run of the mutant, its output in REPORT-PHASE.log; the tests ordered by the
+    control run's durations, ``first``'s tests first, only ``only``'s (when given)."""
+    order = judging.Order(options.durations, first_clauses=first, only_clauses=only, no_shrink=True)
+    return judging.run_fork(
+        path,
+        report,
+        [*judging.CONFORMANCE, *(judging.QUICK if quick else []), *marks],
+        env={"EFFNET_HYPOTHESIS_PROFILE": options.profile},
+        timeout=options.timeout,
+        preload=options.preload,
+        order=order,
+        extra=options.extra,
+        log=report.with_name(f"{report.name}-{phase}.log"),
     )
-    return code, _read(log), cpu
 
 
 def control(options: Options, jobs: int) -> tuple[int | None, str]:
     """The unmutated source through the whole non-slow suite: it must be accepted (else nothing can be
     measured), and it records each test's duration, by which the mutants' first-failure runs order
     their tests, the cheapest first."""
-    report = options.workdir / "control"
-    args = [*CONFORMANCE_ARGS, *QUICK, "-n", str(jobs), "-p", "tests.mutants.order"]
-    args += ["--impl", str(options.baseline), "--report", str(report), *options.extra]
-    env = {**_env(options), "EFFNET_DURATIONS_OUT": str(options.durations)}
-    code, _, _ = run.run_pytest(args, report.with_suffix(".log"), env, options.timeout, options.preload)
-    return code, _tail(_read(report.with_suffix(".log")))
+    run = judging.run_fork(
+        options.baseline,
+        options.workdir / "control",
+        [*judging.CONFORMANCE, *judging.QUICK, "-n", str(jobs)],
+        env={"EFFNET_HYPOTHESIS_PROFILE": options.profile},
+        timeout=options.timeout,
+        preload=options.preload,
+        order=judging.Order(durations_out=options.durations, no_shrink=True),
+        extra=options.extra,
+    )
+    return run.returncode, run.tail()
 
 
-def _verdict(report: Path, output: str, code: int | None, path: Path) -> tuple[str, list[str], str]:
-    if code is None:
+def _verdict(run: judging.Outcome, path: Path) -> tuple[str, list[str], str]:
+    """The outcome, root causes and detail of the mutant's last conformance run."""
+    if run.status == "timeout":
         return "timeout", [], "no verdict within the timeout"
-    if code == 4 and ("cannot test the implementation" in output or "EfficientNet API" in output):
-        roots, message = run._first_failure(report, output, code, path)
-        return "refused at load", roots, message
-    if code not in (0, 1):
-        return "error", [], _tail(output)
-    roots, test = run._first_failure(report, output, code, path)
-    return ("accepted" if code == 0 else "rejected"), roots, test
-
-
-def _equivalence_difference(report: Path, output: str, code: int, path: Path) -> str:
-    if code == 4:
-        return run._first_failure(report, output, code, path)[1]
-    json_path = report.with_suffix(".json")
-    if json_path.exists():
-        rows = json.loads(json_path.read_text())["clauses"]
-        failed = ("REF-1", "API-1", "API-2")
-        found = [str(r["detail"]) for r in rows if r["clause"] in failed and r["status"] == "FAILED"]
-        if found:
-            return " ".join(found[0].split())[:400]
-    return _tail(output)
-
-
-def _read(path: Path) -> str:
-    return path.read_text(errors="replace") if path.exists() else ""
-
-
-def _tail(output: str, lines: int = 15) -> str:
-    return "\n".join(output.strip().splitlines()[-lines:])
+    if run.status == "refused at load":
+        return run.status, run.roots, run.refused(path)
+    if run.status == "error":
+        return "error", [], run.tail()
+    return run.status, run.roots, run.first_test()
 
 
 # --- The summary --------------------------------------------------------------------------------
@@ -507,18 +476,13 @@ def summary(judged: list[Judged], seconds: float, header: str, jobs: int) -> str
         ("No verdict", no_verdict),
     ):
         for r in group:
-            lines += ["", f"### {title}: {r.name}: {r.verdict}, root causes {', '.join(r.roots) or 'none'}", ""]
-            if r.difference:
-                lines += [f"Not equivalent: {r.difference}", ""]
-            if r.detail and r.outcome != "accepted":
-                lines += [f"First failure: {r.detail}", ""]
-            lines += ["```diff", r.diff, "```"]
+            heading = f"{title}: {r.name}: {r.verdict}, root causes {', '.join(r.roots) or 'none'}"
+            failure = r.detail if r.outcome != "accepted" else ""
+            lines += judging.diff_section(heading, {"Not equivalent": r.difference, "First failure": failure}, r.diff)
     return "\n".join(lines)
 
 
 def write(judged: list[Judged], text: str, out: Path, meta: dict[str, Any]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "generated-mutants.md").write_text(text + "\n")
     f = Figures(judged)
     payload = {
         **meta,
@@ -526,7 +490,7 @@ def write(judged: list[Judged], text: str, out: Path, meta: dict[str, Any]) -> N
         "single_root_rate": round(f.single_root_rate, 4),
         "results": [{**asdict(r), "name": r.name, "verdict": r.verdict} for r in sorted(judged, key=lambda r: r.rank)],
     }
-    (out / "generated-mutants.json").write_text(json.dumps(payload, indent=1) + "\n")
+    judging.write_reports(out, "generated-mutants", text, payload)
 
 
 SUMMED_UP = ("results", "score", "single_root_rate", "shard", "partial")  # not carried over by --merge/--resume
@@ -576,51 +540,48 @@ def main(argv: list[str] | None = None) -> int:
             kind = static_kind(source, mutated)
             print(f"--- {rank:03d} {m.label}{f' ({kind})' if kind else ''}\n{diff(source, mutated)}")
         return 0
-    workdir = Path(tempfile.mkdtemp(prefix="effnet-generated-"))
-    baseline = workdir / "effnet_original.py"  # the source the sample was drawn from, whatever happens to effnet/
-    baseline.write_text(source)
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.jobs)))
-    options = Options(
-        workdir,
-        baseline,
-        args.profile,
-        args.timeout,
-        args.first_failure,
-        not args.first_failure,
-        run.preload_context(args.no_preload, 0 if args.first_failure else len(drawn)),
-        extra,
-        args.roots,
-    )
-    print(
-        f"{len(drawn)} of {len(mutations)} cosmic-ray mutations of effnet/model.py (seed {args.seed}"
-        f"{f', shard {args.shard}' if args.shard else ''}), {args.jobs} at a time, in {workdir}",
-        flush=True,
-    )
-    start = time.perf_counter()
-    if args.durations or (args.no_control and RECORDED_DURATIONS.exists()):
-        shutil.copy(args.durations or RECORDED_DURATIONS, options.durations)
-    elif not args.no_control:
-        code, tail = control(options, args.jobs)
-        verdict = "accepted" if code == 0 else "NOT accepted: nothing can be measured"
-        print(f"control: the unmutated source {verdict} in {time.perf_counter() - start:.0f} s", flush=True)
-        if code != 0:
-            print(tail)
-            return 2
-    judged: list[Judged] = list(done)
-    if done:
-        print(f"{len(done)} verdicts taken from {args.resume}", flush=True)
-    try:
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            futures = [pool.submit(judge, rank, m, source, options) for rank, m in drawn]
-            for n, future in enumerate(as_completed(futures), 1):
-                r = future.result()
-                judged.append(r)
-                write(judged, "(in progress)", out, {**meta, "partial": True})  # --resume picks up from here
-                roots = f", root causes {', '.join(r.roots)}" if r.roots else ""
-                print(f"[{n:>3}/{len(drawn)}] {r.name}: {r.verdict}{roots} in {r.seconds:.0f} s", flush=True)
-    finally:
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+    with judging.workdir("effnet-generated-", args.jobs, args.keep) as workdir:
+        baseline = workdir / "effnet_original.py"  # the source the sample was drawn from, whatever happens to effnet/
+        baseline.write_text(source)
+        options = Options(
+            workdir,
+            baseline,
+            args.profile,
+            args.timeout,
+            args.first_failure,
+            not args.first_failure,
+            judging.preload_context(args.no_preload, 0 if args.first_failure else len(drawn)),
+            extra,
+            args.roots,
+        )
+        print(
+            f"{len(drawn)} of {len(mutations)} cosmic-ray mutations of effnet/model.py (seed {args.seed}"
+            f"{f', shard {args.shard}' if args.shard else ''}), {args.jobs} at a time, in {workdir}",
+            flush=True,
+        )
+        start = time.perf_counter()
+        if args.durations or (args.no_control and RECORDED_DURATIONS.exists()):
+            shutil.copy(args.durations or RECORDED_DURATIONS, options.durations)
+        elif not args.no_control:
+            code, tail = control(options, args.jobs)
+            verdict = "accepted" if code == 0 else "NOT accepted: nothing can be measured"
+            print(f"control: the unmutated source {verdict} in {time.perf_counter() - start:.0f} s", flush=True)
+            if code != 0:
+                print(tail)
+                return 2
+        if done:
+            print(f"{len(done)} verdicts taken from {args.resume}", flush=True)
+
+        def line(r: Judged) -> str:
+            roots = f", root causes {', '.join(r.roots)}" if r.roots else ""
+            return f"{r.name}: {r.verdict}{roots} in {r.seconds:.0f} s"
+
+        def progress(judged: list[Judged]) -> None:  # --resume picks up from here
+            write(judged, "(in progress)", out, {**meta, "partial": True})
+
+        judged = judging.judge_all(
+            drawn, lambda d: judge(*d, source, options), args.jobs, line, width=3, done=list(done), after=progress
+        )
     seconds = time.perf_counter() - start
     meta["seconds"] = round(seconds, 1)
     header = f"# Generated mutants ({_describe(meta)})"
@@ -667,15 +628,13 @@ def _status(judged: list[Judged], args: argparse.Namespace) -> int:
 
 
 def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    argv, extra = run.split_pytest_args(argv)
+    argv, extra = judging.split_pytest_args(argv)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sample", type=int, default=12, help="how many mutants to draw (default 12)")
     p.add_argument("--seed", type=int, default=0, help="the seed of the draw (default 0)")
     p.add_argument("--shard", metavar="I/N", help="judge only the I-th of N shares of the sample (1-based)")
-    p.add_argument("--jobs", "-j", type=int, default=2, help="mutants at a time (default 2)")
-    p.add_argument("--timeout", type=float, default=1800, help="seconds per pytest run before it counts as TIMEOUT")
-    p.add_argument(
-        "--profile", default=os.environ.get("EFFNET_HYPOTHESIS_PROFILE", "ci"), help="hypothesis profile (default ci)"
+    judging.add_common_options(
+        p, "mutants", 1800, "seconds per pytest run before it counts as TIMEOUT", "generated-mutants.md and .json"
     )
     p.add_argument(
         "--first-failure", action="store_true", help="stop each verdict at its first failure: root causes not checked"
@@ -697,10 +656,7 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument(
         "--merge", nargs="+", metavar="JSON", help="sum up generated-mutants.json reports (a later verdict wins)"
     )
-    p.add_argument("--out", default=str(ROOT / "reports"), help="where generated-mutants.md and .json go")
     p.add_argument("--resume", metavar="JSON", help="reuse the verdicts of an earlier report (same seed, source)")
-    p.add_argument("--keep", action="store_true", help="keep the mutants, logs and reports")
-    p.add_argument("--no-preload", action="store_true", help="plain subprocesses instead of run.py's preloaded server")
     p.add_argument("--min-score", type=float, default=0.98, help="exit 1 below this mutation score (default 0.98)")
     p.add_argument("--min-single-root", type=float, default=0.90, help="exit 1 below this rate (default 0.90)")
     return p.parse_args(argv), extra

@@ -1,56 +1,8 @@
 """Generated correct rewrites: function-preserving transformations of effnet and of a tutorial-style fork.
 
 Each rewrite is an `ast` transformation that finds its construct by structure, not by text, so the
-same rewrite applies to effnet/model.py and to a fork written in the tutorial's style:
-
-    inplace-silu                  conv_block's SiLU is nn.SiLU(inplace=True): it overwrites the BN's (or the
-                                  convolution's) output, which their backward does not need
-    batchnorm-applies-activation  conv_block's BatchNorm is a BatchNorm2d subclass that also applies the
-                                  activation (timm's BatchNormAct2d); the activation's slot holds nn.Identity()
-    conv-block-without-identity   conv_block leaves out the layers it would make nn.Identity()
-                                  (`*([bn_layer] if bn else [])` instead of `bn_layer if bn else nn.Identity()`)
-    silu-as-x-sigmoid-x           every SiLU module is a module computing x * torch.sigmoid(x)
-    silu-functional               every SiLU module is a generic wrapper around torch.nn.functional.silu
-    silu-autograd-function        every SiLU module applies a hand-written torch.autograd.Function
-                                  (forward x * sigmoid(x), backward written out)
-    se-squeeze-inline             SEBlock's average-pooling squeeze module is gone; forward() computes
-                                  x.mean((2, 3), keepdim=True) inline (only where the squeeze is an average)
-    se-linear                     SEBlock's two 1x1 convolutions are nn.Linear layers on the flattened squeeze,
-                                  the gate reshaped back to (N, C, 1, 1): the same function and parameter
-                                  count, weights of shape (rd, c) where timm's are (rd, c, 1, 1)
-    se-functional                 SEBlock keeps only its two convolutions (as attributes); forward() computes
-                                  F.adaptive_avg_pool2d(x, 1), F.silu and torch.sigmoid
-    pool-flatten-mean             the head's nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()) is one module
-                                  computing x.mean((2, 3))
-    padding-same                  padding='same' where PyTorch allows it: a convolution padded (k - 1) // 2
-                                  takes 'same' when its stride is 1 and k is odd (the depthwise), a 1x1
-                                  convolution of stride 1 takes 'same' for its default 0
-    inplace-residual-add          MBConv adds its input in place to the branch's output (`out += x`), a
-                                  tensor no one else needs (BN and the drop path do not keep their output)
-    torchvision-stochastic-depth  the drop path's forward() is torchvision.ops.stochastic_depth(x, p, 'row',
-                                  training): the same Bernoulli draws in the same order
-    kaiming-init                  EfficientNet and EfficientNetSequential initialise their weights as
-                                  torchvision does (Kaiming-normal convolutions, uniform classifier)
-    stages-modulelist             EfficientNet's stages are an nn.ModuleList that forward() runs in a loop
-                                  (API-3 asks only that `stages` has 7 children, stages[i][j] block j: no
-                                  API form changes)
-    channels-last-weights         EfficientNet and EfficientNetSequential convert themselves to channels-last
-                                  at construction (`.to(memory_format=torch.channels_last)`)
-    channels-last-input           EfficientNet's forward() (and forward_stages()) converts its input with
-                                  x.contiguous(memory_format=torch.channels_last)
-    float64-parameters            the network built in float64: every nn.Sequential is a Float64Sequential and
-                                  every module class with __init__ and forward(self, x) calls self.double(),
-                                  and each computes in its parameters' dtype and returns its input's.  The
-                                  suite feeds float32 (NUM-1, NUM-2, REF-1, the blocks alone) and float64
-                                  (NUM-3, SEQ-2) and calls the parts on their own: a float32 input gives a
-                                  float32 output, computed in float64, and `.float()` / `.double()` on the
-                                  model still work (a model that only took float64 would not be the tutorial's
-                                  API, and casting only at the model's boundary would break the parts).
-    compile-blocks                MBConv.forward is torch.compile'd (inductor, lazily at a block's first
-                                  call; a class attribute, so that a deep copy runs its own parameters), with
-                                  torch._inductor.config.fallback_random so that the compiled drop path draws
-                                  eager's random numbers.  Dynamo recompiles per block configuration and
-                                  falls back to eager after its recompile limit (8)
+same rewrite applies to effnet/model.py and to a fork written in the tutorial's style (REWRITES below,
+in the order in which they compose; each function's docstring says what it changes).
 
 The bases:
 
@@ -69,7 +21,7 @@ A tutorial-style fork built from the tutorial rather than from effnet patched by
 tutorial-style variations: the rewrites must find their constructs in code that effnet's authors did
 not write, which is the point of applying them to a second base.
 
-Each (rewrite, base) pair is judged in two runs forked from run.py's preloaded server:
+Each (rewrite, base) pair is judged in two runs forked from the preloaded server (tests/mutants/judging.py):
 
 1. REF-1 against the unmodified effnet/model.py (`pytest tests/refactor -x --baseline ORIGINAL`): a
    rewrite REF-1 rejects is not function-preserving, a bug of the rewrite (INVALID), not a verdict
@@ -98,27 +50,22 @@ import argparse
 import ast
 import difflib
 import hashlib
-import json
-import os
 import random
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.mutants import corpus, run
+from tests.mutants import corpus, judging
 
-ROOT = run.ROOT
-SOURCE = ROOT / "effnet" / "model.py"
+ROOT = judging.ROOT
+SOURCE = judging.SOURCE
 REFACTOR_ARGS = ["tests/refactor", "-q", "-p", "no:cacheprovider", "-x"]
-CONFORMANCE_ARGS = ["tests/conformance", "-q", "-p", "no:cacheprovider", "-m", "not slow"]
+CONFORMANCE_ARGS = [*judging.CONFORMANCE, *judging.QUICK]
 
 
 class NotApplicable(Exception):  # noqa: N818 - not an error: a fact about the module
@@ -172,6 +119,34 @@ def _insert_before(tree: ast.Module, anchor: ast.stmt, statements: list[ast.stmt
     tree.body[i:i] = statements
 
 
+def _define_first(tree: ast.Module, code: str) -> None:
+    """``code`` (definitions) before the module's first class or function."""
+    _insert_before(
+        tree, next(n for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef))), _statements(code)
+    )
+
+
+def _replace_calls(node: ast.AST, make: Callable[[ast.Call], ast.AST | None]) -> int:
+    """Every call under ``node`` (innermost first) replaced by ``make(call)`` where that is not None; the count."""
+
+    class Swap(ast.NodeTransformer):
+        count = 0
+
+        def visit_Call(self, call: ast.Call) -> ast.AST:
+            self.generic_visit(call)
+            new = make(call)
+            self.count += new is not None
+            return call if new is None else new
+
+    swap = Swap()
+    swap.visit(node)
+    return swap.count
+
+
+def _bare_silu(call: ast.Call) -> bool:
+    return _callee(call) == "SiLU" and not call.args and not call.keywords
+
+
 def _layer_sequence(fn: ast.FunctionDef) -> list[ast.expr]:
     """conv_block's layers: the elements of the list literal or of the `nn.Sequential(...)` call that
     holds an `X if cond else nn.Identity()` element."""
@@ -184,6 +159,8 @@ def _layer_sequence(fn: ast.FunctionDef) -> list[ast.expr]:
 
 # --- The rewrites ----------------------------------------------------------------------------------
 def conv_block_without_identity(tree: ast.Module) -> None:
+    """conv_block leaves out the layers it would make nn.Identity() (`*([bn_layer] if bn else [])` instead of
+    `bn_layer if bn else nn.Identity()`)."""
     layers = _layer_sequence(_function(tree, "conv_block"))
     for i, layer in enumerate(layers):
         if isinstance(layer, ast.IfExp) and _is_identity(layer.orelse):
@@ -205,6 +182,8 @@ class BatchNormAct2d(nn.BatchNorm2d):
 
 
 def batchnorm_applies_activation(tree: ast.Module) -> None:
+    """conv_block's BatchNorm is a BatchNorm2d subclass that also applies the activation (timm's
+    BatchNormAct2d); the activation's slot holds nn.Identity()."""
     fn = _function(tree, "conv_block")
     layers = _layer_sequence(fn)
     norm = next((i for i, e in enumerate(layers) if isinstance(e, ast.IfExp) and "BatchNorm" in _callee(e.body)), None)
@@ -242,36 +221,25 @@ class Activation(nn.Module):
 """
 
 
-class _ReplaceSiLU(ast.NodeTransformer):
-    def __init__(self, replacement: str) -> None:
-        self.replacement, self.count = replacement, 0
-
-    def visit_Call(self, node: ast.Call) -> ast.AST:
-        self.generic_visit(node)
-        if _callee(node) == "SiLU" and not node.args and not node.keywords:
-            self.count += 1
-            return _parse(self.replacement)
-        return node
-
-
 def _silu(tree: ast.Module, replacement: str, definition: str) -> None:
-    swap = _ReplaceSiLU(replacement)
-    swap.visit(tree)
-    if not swap.count:
+    if not _replace_calls(tree, lambda call: _parse(replacement) if _bare_silu(call) else None):
         raise NotApplicable("no SiLU() module is constructed")
-    first = next(n for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef)))
-    _insert_before(tree, first, _statements(definition))
+    _define_first(tree, definition)
 
 
 def silu_as_x_sigmoid_x(tree: ast.Module) -> None:
+    """every SiLU module is a module computing x * torch.sigmoid(x)."""
     _silu(tree, "Swish()", SWISH)
 
 
 def silu_functional(tree: ast.Module) -> None:
+    """every SiLU module is a generic wrapper around torch.nn.functional.silu."""
     _silu(tree, "Activation(torch.nn.functional.silu)", FUNCTIONAL)
 
 
 def se_squeeze_inline(tree: ast.Module) -> None:
+    """SEBlock's average-pooling squeeze module is gone; forward() computes x.mean((2, 3), keepdim=True) inline
+    (only where the squeeze is an average)."""
     cls = _class(tree, "SEBlock")
     init, forward = _method(cls, "__init__"), _method(cls, "forward")
     pool = None
@@ -284,21 +252,15 @@ def se_squeeze_inline(tree: ast.Module) -> None:
     statement, attr = pool
     init.body.remove(statement)
 
-    class Inline(ast.NodeTransformer):
-        count = 0
+    def inline(call: ast.Call) -> ast.AST | None:
+        func = call.func
+        if isinstance(func, ast.Attribute) and func.attr == attr and len(call.args) == 1:
+            return _parse(f"({ast.unparse(call.args[0])}).mean((2, 3), keepdim=True)")
+        return None
 
-        def visit_Call(self, node: ast.Call) -> ast.AST:
-            self.generic_visit(node)
-            func = node.func
-            if isinstance(func, ast.Attribute) and func.attr == attr and len(node.args) == 1:
-                self.count += 1
-                return _parse(f"({ast.unparse(node.args[0])}).mean((2, 3), keepdim=True)")
-            return node
-
-    inline = Inline()
-    inline.visit(forward)
-    if inline.count != 1:
-        raise NotApplicable(f"SEBlock.forward calls self.{attr}(...) {inline.count} times, not once")
+    count = _replace_calls(forward, inline)
+    if count != 1:
+        raise NotApplicable(f"SEBlock.forward calls self.{attr}(...) {count} times, not once")
 
 
 INIT = """
@@ -324,6 +286,8 @@ def _initialised(model):
 
 
 def kaiming_init(tree: ast.Module) -> None:
+    """EfficientNet and EfficientNetSequential initialise their weights as torchvision does (Kaiming-normal
+    convolutions, uniform classifier)."""
     cls = _class(tree, "EfficientNet")
     _method(cls, "__init__").body += _statements("self.apply(_init_weights)")
     fn = _function(tree, "EfficientNetSequential")
@@ -401,37 +365,19 @@ def _after_leading_checks(body: list[ast.stmt]) -> int:
 def _rewrite_calls(node: ast.AST, attr: str, make: Callable[[ast.expr], ast.expr]) -> int:
     """Replace every one-argument call ``self.<attr>(arg)`` under ``node`` with ``make(arg)``; the count."""
 
-    class Swap(ast.NodeTransformer):
-        count = 0
+    def one_argument(call: ast.Call) -> ast.AST | None:
+        if _self_attribute(call.func) == attr and len(call.args) == 1 and not call.keywords:
+            return make(call.args[0])
+        return None
 
-        def visit_Call(self, call: ast.Call) -> ast.AST:
-            self.generic_visit(call)
-            if _self_attribute(call.func) == attr and len(call.args) == 1 and not call.keywords:
-                self.count += 1
-                return make(call.args[0])
-            return call
-
-    swap = Swap()
-    swap.visit(node)
-    return swap.count
+    return _replace_calls(node, one_argument)
 
 
 def inplace_silu(tree: ast.Module) -> None:
+    """conv_block's SiLU is nn.SiLU(inplace=True): it overwrites the BN's (or the convolution's) output, which
+    their backward does not need."""
     fn = _function(tree, "conv_block")
-
-    class InPlace(ast.NodeTransformer):
-        count = 0
-
-        def visit_Call(self, node: ast.Call) -> ast.AST:
-            self.generic_visit(node)
-            if _callee(node) == "SiLU" and not node.args and not node.keywords:
-                self.count += 1
-                return _parse("nn.SiLU(inplace=True)")
-            return node
-
-    swap = InPlace()
-    swap.visit(fn)
-    if not swap.count:
+    if not _replace_calls(fn, lambda call: _parse("nn.SiLU(inplace=True)") if _bare_silu(call) else None):
         raise NotApplicable("conv_block() constructs no SiLU() module")
 
 
@@ -460,6 +406,8 @@ class SwishAutograd(nn.Module):
 
 
 def silu_autograd_function(tree: ast.Module) -> None:
+    """every SiLU module applies a hand-written torch.autograd.Function (forward x * sigmoid(x), backward
+    written out)."""
     _silu(tree, "SwishAutograd()", SWISH_AUTOGRAD)
 
 
@@ -487,19 +435,15 @@ def _conv_1x1(node: ast.AST) -> bool:
 
 
 def se_linear(tree: ast.Module) -> None:
+    """SEBlock's two 1x1 convolutions are nn.Linear layers on the flattened squeeze, the gate reshaped
+    back to (N, C, 1, 1): the same function and parameter count, weights of shape (rd, c) where timm's
+    are (rd, c, 1, 1)."""
     cls = _class(tree, "SEBlock")
     init, forward = _method(cls, "__init__"), _method(cls, "forward")
 
-    class ToLinear(ast.NodeTransformer):
-        count = 0
-
-        def visit_Call(self, node: ast.Call) -> ast.AST:
-            self.generic_visit(node)
-            if _conv_1x1(node):
-                self.count += 1
-                bias = [k for k in node.keywords if k.arg == "bias"]
-                return ast.Call(_parse("nn.Linear"), node.args[:2], bias)
-            return node
+    def to_linear(call: ast.Call) -> ast.AST | None:
+        bias = [k for k in call.keywords if k.arg == "bias"]
+        return ast.Call(_parse("nn.Linear"), call.args[:2], bias) if _conv_1x1(call) else None
 
     holders = []
     for stmt in init.body:
@@ -509,8 +453,7 @@ def se_linear(tree: ast.Module) -> None:
     if len(holders) != 1:
         raise NotApplicable(f"SEBlock.__init__ assigns {len(holders)} attributes holding 1x1 Conv2d layers, not one")
     stmt, attr = holders[0]
-    swap = ToLinear()
-    swap.visit(stmt)
+    _replace_calls(stmt, to_linear)
 
     # The squeeze (N, C, 1, 1) flattened to (N, C) for the Linear layers, the gate reshaped back.
     def flattened(arg: ast.expr) -> ast.expr:
@@ -530,6 +473,8 @@ def _global_average(node: ast.AST) -> bool:
 
 
 def se_functional(tree: ast.Module) -> None:
+    """SEBlock keeps only its two convolutions (as attributes); forward() computes F.adaptive_avg_pool2d(x, 1),
+    F.silu and torch.sigmoid."""
     cls = _class(tree, "SEBlock")
     init, forward = _method(cls, "__init__"), _method(cls, "forward")
     used = {n.attr for n in ast.walk(cls) if _self_attribute(n)}  # type: ignore[arg-type]
@@ -584,32 +529,23 @@ class GlobalAvgPoolFlatten(nn.Module):
 
 
 def pool_flatten_mean(tree: ast.Module) -> None:
-    class Swap(ast.NodeTransformer):
-        count = 0
+    """the head's nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()) is one module computing x.mean((2, 3))."""
 
-        def visit_Call(self, node: ast.Call) -> ast.AST:
-            self.generic_visit(node)
-            if (
-                _callee(node) == "Sequential"
-                and len(node.args) == 2
-                and _global_average(node.args[0])
-                and _callee(node.args[1]) == "Flatten"
-                and not node.args[1].args  # type: ignore[attr-defined]
-                and not node.args[1].keywords  # type: ignore[attr-defined]
-            ):
-                self.count += 1
-                return _parse("GlobalAvgPoolFlatten()")
-            return node
+    def swap(call: ast.Call) -> ast.AST | None:
+        pool_flatten = _callee(call) == "Sequential" and len(call.args) == 2 and _global_average(call.args[0])
+        flatten = call.args[-1] if pool_flatten else None
+        if isinstance(flatten, ast.Call) and _callee(flatten) == "Flatten" and not (flatten.args or flatten.keywords):
+            return _parse("GlobalAvgPoolFlatten()")
+        return None
 
-    swap = Swap()
-    swap.visit(tree)
-    if not swap.count:
+    if not _replace_calls(tree, swap):
         raise NotApplicable("no nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()) is constructed")
-    first = next(n for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef)))
-    _insert_before(tree, first, _statements(POOL_FLATTEN))
+    _define_first(tree, POOL_FLATTEN)
 
 
 def padding_same(tree: ast.Module) -> None:
+    """padding='same' where PyTorch allows it: a convolution padded (k - 1) // 2 takes 'same' when its stride is
+    1 and k is odd (the depthwise), a 1x1 convolution of stride 1 takes 'same' for its default 0."""
     count = 0
     for fn in [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]:
         # A name assigned once in the function stands for its value (the tutorial's `padding = (k-1)//2`).
@@ -650,6 +586,8 @@ def padding_same(tree: ast.Module) -> None:
 
 
 def inplace_residual_add(tree: ast.Module) -> None:
+    """MBConv adds its input in place to the branch's output (`out += x`), a tensor no one else needs (BN and
+    the drop path do not keep their output)."""
     forward = _method(_class(tree, "MBConv"), "forward")
     x = _input_name(forward)
     inputs = {x}  # the names that hold the block's input at this point
@@ -699,6 +637,8 @@ def inplace_residual_add(tree: ast.Module) -> None:
 
 
 def torchvision_stochastic_depth(tree: ast.Module) -> None:
+    """the drop path's forward() is torchvision.ops.stochastic_depth(x, p, 'row', training): the same Bernoulli
+    draws in the same order."""
     for cls in [n for n in tree.body if isinstance(n, ast.ClassDef)]:
         methods = {n.name: n for n in cls.body if isinstance(n, ast.FunctionDef)}
         forward = methods.get("forward")
@@ -728,6 +668,8 @@ def torchvision_stochastic_depth(tree: ast.Module) -> None:
 
 
 def stages_modulelist(tree: ast.Module) -> None:
+    """EfficientNet's stages are an nn.ModuleList that forward() runs in a loop (API-3 asks only that `stages`
+    has 7 children, stages[i][j] block j: no API form changes)."""
     cls = _class(tree, "EfficientNet")
     init, forward = _method(cls, "__init__"), _method(cls, "forward")
     stmt = next(
@@ -774,6 +716,8 @@ def stages_modulelist(tree: ast.Module) -> None:
 
 
 def channels_last_weights(tree: ast.Module) -> None:
+    """EfficientNet and EfficientNetSequential convert themselves to channels-last at construction
+    (`.to(memory_format=torch.channels_last)`)."""
     _method(_class(tree, "EfficientNet"), "__init__").body += _statements("self.to(memory_format=torch.channels_last)")
     fn = _function(tree, "EfficientNetSequential")
     returns = [n for n in ast.walk(fn) if isinstance(n, ast.Return) and n.value is not None]
@@ -784,6 +728,8 @@ def channels_last_weights(tree: ast.Module) -> None:
 
 
 def channels_last_input(tree: ast.Module) -> None:
+    """EfficientNet's forward() (and forward_stages()) converts its input with
+    x.contiguous(memory_format=torch.channels_last)."""
     cls = _class(tree, "EfficientNet")
     methods = [n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name in ("forward", "forward_stages")]
     if not any(m.name == "forward" for m in methods):
@@ -816,22 +762,20 @@ class Float64Sequential(nn.Sequential):
 
 
 def float64_parameters(tree: ast.Module) -> None:
-    """Every container and module of the network built in float64 (parameters and BN statistics), each
-    computing in its parameters' dtype and returning its input's: a float32 input gives a float32 output
-    computed in float64, and `.float()` or `.double()` on the model still work."""
+    """The network built in float64: every nn.Sequential is a Float64Sequential and every module class
+    with __init__ and forward(self, x) calls self.double(), and each computes in its parameters' dtype
+    and returns its input's.  The suite feeds float32 (NUM-1, NUM-2, REF-1, the blocks alone) and float64
+    (NUM-3, SEQ-2) and calls the parts on their own: a float32 input gives a float32 output, computed in
+    float64, and `.float()` / `.double()` on the model still work (a model that only took float64 would
+    not be the tutorial's API, and casting only at the model's boundary would break the parts)."""
 
-    class Swap(ast.NodeTransformer):
-        count = 0
+    def float64(call: ast.Call) -> ast.AST | None:
+        if _callee(call) != "Sequential":
+            return None
+        call.func = ast.Name("Float64Sequential", ast.Load())
+        return call
 
-        def visit_Call(self, node: ast.Call) -> ast.AST:
-            self.generic_visit(node)
-            if _callee(node) == "Sequential":
-                self.count += 1
-                node.func = ast.Name("Float64Sequential", ast.Load())
-            return node
-
-    swap = Swap()
-    swap.visit(tree)
+    sequentials = _replace_calls(tree, float64)
     classes = 0
     for cls in [n for n in tree.body if isinstance(n, ast.ClassDef)]:
         methods = {n.name: n for n in cls.body if isinstance(n, ast.FunctionDef)}
@@ -862,13 +806,16 @@ def float64_parameters(tree: ast.Module) -> None:
         i = _after_leading_checks(forward.body)
         forward.body[i:i] = _statements(f"_input_dtype = {x}.dtype\n{x} = {x}.to(_compute_dtype(self, {x}))")
         classes += 1
-    if not swap.count and not classes:
+    if not sequentials and not classes:
         raise NotApplicable("no nn.Sequential is constructed and no module class has __init__ and forward(self, x)")
-    first = next(n for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef)))
-    _insert_before(tree, first, _statements(FLOAT64))
+    _define_first(tree, FLOAT64)
 
 
 def compile_blocks(tree: ast.Module) -> None:
+    """MBConv.forward is torch.compile'd (inductor, lazily at a block's first call; a class attribute, so that a
+    deep copy runs its own parameters), with torch._inductor.config.fallback_random so that the compiled drop
+    path draws eager's random numbers.  Dynamo recompiles per block configuration and falls back to eager after
+    its recompile limit (8)."""
     cls = _class(tree, "MBConv")
     forward = _method(cls, "forward")
     i = cls.body.index(forward)
@@ -876,80 +823,36 @@ def compile_blocks(tree: ast.Module) -> None:
     # runs its own parameters.  fallback_random: the compiled drop path draws eager's random numbers.
     cls.body.insert(i + 1, _statements("forward = torch.compile(forward)")[0])
     _add_import(tree, "import torch._inductor.config")
-    first = next(n for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef)))
-    _insert_before(tree, first, _statements("torch._inductor.config.fallback_random = True"))
+    _define_first(tree, "torch._inductor.config.fallback_random = True")
 
 
 @dataclass(frozen=True)
 class Rewrite:
     name: str
-    description: str
-    apply: Callable[[ast.Module], None]
+    apply: Callable[[ast.Module], None]  # its docstring says what it changes
     api_form: tuple[str, ...] = ()  # the API clauses whose form this rewrite changes: it may fail only these
 
 
 REWRITES = (  # in the order in which they compose (compose() applies them in this order)
-    Rewrite("inplace-silu", "conv_block's SiLU is nn.SiLU(inplace=True), overwriting BN's output", inplace_silu),
-    Rewrite(
-        "batchnorm-applies-activation",
-        "conv_block's BatchNorm is a BatchNorm2d subclass that applies the activation",
-        batchnorm_applies_activation,
-    ),
-    Rewrite(
-        "conv-block-without-identity",
-        "conv_block leaves out the layers it would make nn.Identity()",
-        conv_block_without_identity,
-    ),
-    Rewrite("silu-as-x-sigmoid-x", "every SiLU module computes x * torch.sigmoid(x)", silu_as_x_sigmoid_x),
-    Rewrite("silu-functional", "every SiLU module wraps torch.nn.functional.silu", silu_functional),
-    Rewrite(
-        "silu-autograd-function",
-        "every SiLU module applies a hand-written torch.autograd.Function (x * sigmoid(x), its own backward)",
-        silu_autograd_function,
-    ),
-    Rewrite("se-squeeze-inline", "SEBlock squeezes with x.mean((2, 3), keepdim=True) inline", se_squeeze_inline),
-    Rewrite(
-        "se-linear",
-        "SEBlock's 1x1 convolutions are nn.Linear on the flattened squeeze, the gate reshaped back",
-        se_linear,
-    ),
-    Rewrite(
-        "se-functional",
-        "SEBlock computes F.adaptive_avg_pool2d, F.silu and torch.sigmoid in forward() instead of modules",
-        se_functional,
-    ),
-    Rewrite("pool-flatten-mean", "the head's pool+flatten is one module computing x.mean((2, 3))", pool_flatten_mean),
-    Rewrite(
-        "padding-same",
-        "padding='same' where PyTorch allows it: the stride-1 depthwise and the 1x1 convolutions",
-        padding_same,
-    ),
-    Rewrite("inplace-residual-add", "MBConv adds its input in place: out += x", inplace_residual_add),
-    Rewrite(
-        "torchvision-stochastic-depth",
-        "the drop path calls torchvision.ops.stochastic_depth(x, p, 'row', training)",
-        torchvision_stochastic_depth,
-    ),
-    Rewrite("kaiming-init", "the networks are initialised as torchvision's (Kaiming-normal)", kaiming_init),
-    Rewrite("stages-modulelist", "EfficientNet's stages are an nn.ModuleList run by a loop", stages_modulelist),
-    Rewrite(
-        "channels-last-weights",
-        "EfficientNet and EfficientNetSequential convert themselves to channels-last at construction",
-        channels_last_weights,
-    ),
-    Rewrite(
-        "channels-last-input",
-        "EfficientNet's forward converts its input to channels-last",
-        channels_last_input,
-    ),
-    Rewrite(
-        "float64-parameters",
-        "every module is built in float64 and computes in it, returning its input's dtype",
-        float64_parameters,
-    ),
-    Rewrite(
-        "compile-blocks", "MBConv.forward is compiled by torch.compile (lazily, at the first call)", compile_blocks
-    ),
+    Rewrite("inplace-silu", inplace_silu),
+    Rewrite("batchnorm-applies-activation", batchnorm_applies_activation),
+    Rewrite("conv-block-without-identity", conv_block_without_identity),
+    Rewrite("silu-as-x-sigmoid-x", silu_as_x_sigmoid_x),
+    Rewrite("silu-functional", silu_functional),
+    Rewrite("silu-autograd-function", silu_autograd_function),
+    Rewrite("se-squeeze-inline", se_squeeze_inline),
+    Rewrite("se-linear", se_linear),
+    Rewrite("se-functional", se_functional),
+    Rewrite("pool-flatten-mean", pool_flatten_mean),
+    Rewrite("padding-same", padding_same),
+    Rewrite("inplace-residual-add", inplace_residual_add),
+    Rewrite("torchvision-stochastic-depth", torchvision_stochastic_depth),
+    Rewrite("kaiming-init", kaiming_init),
+    Rewrite("stages-modulelist", stages_modulelist),
+    Rewrite("channels-last-weights", channels_last_weights),
+    Rewrite("channels-last-input", channels_last_input),
+    Rewrite("float64-parameters", float64_parameters),
+    Rewrite("compile-blocks", compile_blocks),
 )
 
 
@@ -1109,66 +1012,34 @@ def judge(
         stem = f"rewrite_{base}_combined_{len(chosen)}_{hashlib.sha256(rewrite_name.encode()).hexdigest()[:8]}"
     path = workdir / f"{stem}.py"
     path.write_text(f"# {result.name} (tests/mutants/rewrites.py)\n{text}")
-    env = {"EFFNET_HYPOTHESIS_PROFILE": args.profile, "EFFNET_NO_SHRINK": "1"}
+    env = {"EFFNET_HYPOTHESIS_PROFILE": args.profile}
+    shrink = judging.Order(no_shrink=True)
     start = time.perf_counter()
     if not args.no_refactor_check:
-        report = workdir / f"{stem}-refactor"
-        cmd = [
-            *REFACTOR_ARGS,
-            "-p",
-            "tests.mutants.order",
-            "--impl",
-            str(path),
-            "--baseline",
-            str(workdir / "effnet_original.py"),
-        ]
-        code, _, _ = run.run_pytest(
-            [*cmd, "--report", str(report)], report.with_suffix(".log"), env, args.timeout, preload
-        )
-        result.refactor = {0: "same function", 1: "DIFFERS"}.get(-1 if code is None else code, "error")
-        row = _clause_row(report, "REF-1")
-        if code == 1 and row is not None and row["status"] == "skipped":
+        baseline = ["--baseline", str(workdir / "effnet_original.py")]
+        run = judging.run_fork(
+            path, workdir / f"{stem}-refactor", REFACTOR_ARGS, env=env, timeout=args.timeout, preload=preload,
+            order=shrink, extra=baseline,
+        )  # fmt: skip
+        result.refactor = {"accepted": "same function", "rejected": "DIFFERS"}.get(run.status, "error")
+        row = run.report.row("REF-1") if run.report else None
+        if run.returncode == 1 and row is not None and row["status"] == "skipped":
             # Its test failed on a premise (another clause's contract): REF-1 could not compare.
             result.refactor = "undecided"
-        if code != 0:
-            detail = " ".join(str(row["detail"]).split())[:400] if row else ""
-            result.difference = detail or _tail(report.with_suffix(".log"))
-    report = workdir / f"{stem}-conformance"
-    cmd = [*CONFORMANCE_ARGS, "-p", "tests.mutants.order", "--impl", str(path), "--report", str(report)]
-    code, _, _ = run.run_pytest(cmd, report.with_suffix(".log"), env, args.timeout, preload)
-    output = _tail(report.with_suffix(".log"), 40)
-    if code in (0, 1) and report.with_suffix(".json").exists():
-        payload = json.loads(report.with_suffix(".json").read_text())
-        result.outcome = "accepted" if code == 0 else "rejected"
-        result.failed = [r["clause"] for r in payload["clauses"] if r["status"] == "FAILED"]
-        result.roots = list(payload.get("root_causes", []))
-        result.detail = _first_detail(report, *(result.roots or result.failed)) or ""
-    elif code == 4:
-        result.outcome, result.detail = "refused at load", output
+        if run.returncode != 0:
+            result.difference = (" ".join(str(row["detail"]).split())[:400] if row else "") or run.tail()
+    run = judging.run_fork(
+        path, workdir / f"{stem}-conformance", CONFORMANCE_ARGS, env=env, timeout=args.timeout, preload=preload,
+        order=shrink,
+    )  # fmt: skip
+    result.outcome = run.status
+    if run.report is not None and run.status in ("accepted", "rejected"):
+        result.failed, result.roots = run.report.failed, run.report.root_causes
+        result.detail = run.report.detail(*(result.roots or result.failed))
     else:
-        result.outcome, result.detail = ("timeout" if code is None else "error"), output
+        result.detail = run.tail(40)
     result.seconds = time.perf_counter() - start
     return result
-
-
-def _clause_row(report: Path, clause: str) -> dict[str, Any] | None:
-    """The report's row of ``clause`` (status, detail, ...), None without a report."""
-    path = report.with_suffix(".json")
-    if not path.exists():
-        return None
-    return next((r for r in json.loads(path.read_text())["clauses"] if r["clause"] == clause), None)
-
-
-def _first_detail(report: Path, *clauses: str) -> str:
-    path = report.with_suffix(".json")
-    if not path.exists():
-        return ""
-    rows = [r for r in json.loads(path.read_text())["clauses"] if r["clause"] in clauses and r["status"] == "FAILED"]
-    return " ".join(str(rows[0]["detail"]).split())[:400] if rows else ""
-
-
-def _tail(log: Path, lines: int = 15) -> str:
-    return "\n".join(log.read_text(errors="replace").strip().splitlines()[-lines:]) if log.exists() else ""
 
 
 def acceptance_counts(results: list[Verdict]) -> tuple[int, int]:
@@ -1202,12 +1073,8 @@ def summary(results: list[Verdict], seconds: float, header: str) -> str:
     lines += ["", f"{acceptance(results)}; {len(ok)}/{len(results)} as expected in {seconds:.0f} s."]
     for r in results:
         if not r.ok:
-            lines += ["", f"### {r.name}: {r.verdict}", ""]
-            if r.difference:
-                lines += [f"REF-1: {r.difference}", ""]
-            if r.detail:
-                lines += [f"First failure: {r.detail}", ""]
-            lines += ["```diff", r.diff, "```"]
+            notes = {"REF-1": r.difference, "First failure": r.detail}
+            lines += judging.diff_section(f"{r.name}: {r.verdict}", notes, r.diff)
     return "\n".join(lines)
 
 
@@ -1249,37 +1116,28 @@ def main(argv: list[str] | None = None) -> int:
             print(f"--- {names} on {base}" + "".join(f"\n(left out: {x})" for x in skipped))
             print("\n".join(difflib.unified_diff(before, text.splitlines(), base, names, n=1, lineterm="")))
         return 0
-    workdir = Path(tempfile.mkdtemp(prefix="effnet-rewrites-"))
-    (workdir / "effnet_original.py").write_text(texts["effnet"])
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.jobs)))
-    preload = run.preload_context(args.no_preload, len(pairs))  # accepted rewrites run every test
-    print(f"{len(pairs)} (rewrite, base) pairs, {args.jobs} at a time, in {workdir}", flush=True)
-    start = time.perf_counter()
-    results: list[Verdict] = []
-    try:
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            futures = [pool.submit(judge, p, texts, workdir, args, preload) for p in pairs]
-            for n, future in enumerate(as_completed(futures), 1):
-                r = future.result()
-                results.append(r)
-                print(f"[{n:>2}/{len(pairs)}] {r.name}: {r.verdict} in {r.seconds:.0f} s", flush=True)
-    finally:
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+    with judging.workdir("effnet-rewrites-", args.jobs, args.keep) as workdir:
+        (workdir / "effnet_original.py").write_text(texts["effnet"])
+        preload = judging.preload_context(args.no_preload, len(pairs))  # accepted rewrites run every test
+        print(f"{len(pairs)} (rewrite, base) pairs, {args.jobs} at a time, in {workdir}", flush=True)
+        start = time.perf_counter()
+        results = judging.judge_all(
+            pairs,
+            lambda p: judge(p, texts, workdir, args, preload),
+            args.jobs,
+            lambda r: f"{r.name}: {r.verdict} in {r.seconds:.0f} s",
+        )
     seconds = time.perf_counter() - start
     results.sort(key=lambda r: [b for _, b in pairs].index(r.base) + (0.5 if r.rewrite else 0))
     sampled = f"a sample of {args.sample}, seed {args.seed}" if args.sample is not None else "every pair"
     header = f"# Generated rewrites ({sampled}; conformance suite `-m 'not slow'`, hypothesis profile {args.profile})"
     text = summary(results, seconds, header)
     print("\n" + text)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "generated-rewrites.md").write_text(text + "\n")
     accepted, judged = acceptance_counts(results)
     payload = {"seconds": round(seconds, 1), "sample": args.sample, "seed": args.seed, "accepted": accepted}
     payload |= {"pairs": judged, "results": []}
     payload["results"] = [{**asdict(r), "verdict": r.verdict, "ok": r.ok} for r in results]
-    (out / "generated-rewrites.json").write_text(json.dumps(payload, indent=1) + "\n")
+    judging.write_reports(Path(args.out), "generated-rewrites", text, payload)
     return 0 if all(r.ok for r in results) else 1
 
 
@@ -1292,18 +1150,15 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "--only", action="append", default=[], metavar="NAME", help="only the rewrite of this name (repeatable)"
     )
     p.add_argument("--base", action="append", choices=("effnet", "tutorial"), help="only this base (repeatable)")
-    p.add_argument("--jobs", "-j", type=int, default=2, help="pairs at a time (default 2)")
-    p.add_argument("--timeout", type=float, default=1800, help="seconds per pytest run (a busy machine is slow)")
-    p.add_argument("--profile", default=os.environ.get("EFFNET_HYPOTHESIS_PROFILE", "ci"), help="hypothesis profile")
+    judging.add_common_options(
+        p, "pairs", 1800, "seconds per pytest run (a busy machine is slow)", "generated-rewrites.md and .json"
+    )
     p.add_argument(
         "--combine", action="store_true", help="one fork per base with every chosen rewrite applied (the CI leg)"
     )
     p.add_argument("--no-refactor-check", action="store_true", help="skip REF-1 (is each rewrite the same function?)")
     p.add_argument("--no-base-check", action="store_true", help="do not judge the tutorial base itself")
     p.add_argument("--list", action="store_true", help="print the rewrites' diffs and stop")
-    p.add_argument("--out", default=str(ROOT / "reports"), help="where generated-rewrites.md and .json go")
-    p.add_argument("--keep", action="store_true", help="keep the forks, logs and reports")
-    p.add_argument("--no-preload", action="store_true", help="plain subprocesses instead of run.py's preloaded server")
     return p.parse_args(argv)
 
 

@@ -43,30 +43,26 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.mutants import corpus
-from tests.support import subrun
+from tests.mutants import corpus, judging
 
 ROOT = corpus.ROOT
-PYTEST_ARGS = ["tests/conformance", "-q", "-p", "no:cacheprovider", "-m", "not slow"]
+PYTEST_ARGS = [*judging.CONFORMANCE, *judging.QUICK]
 MATRIX_PYTEST_ARGS = PYTEST_ARGS  # --matrix: every test of every mutant
 # Drawn examples per property of the clauses a mutant does not declare (order.py): they are run for
 # the root-cause check, to show that they pass; the declared clauses' properties keep the profile's.
 OTHER_EXAMPLES = 5
-_LOAD_CLAUSE = re.compile(r"\(clause ([A-Z][A-Z0-9]*-\d+)\)")
 
 
 @dataclass
@@ -110,103 +106,51 @@ class Job:
     fork: corpus.Fork
     path: Path  # the fork's module
     report: Path  # --report base path
-    log: Path  # pytest's output
-    env: dict[str, str]
+    order: judging.Order  # the runners' plugin's options (tests/mutants/order.py)
     first_failure: bool = False  # stop at the first failed clause (order.py), root causes not checked
     network: bool = False  # --network-only: rejected only by a clause other than API-1
 
 
-def run_one(job: Job, extra: list[str], timeout: float, preload: BaseContext | None) -> Result:
-    first_failure = job.first_failure
-    env = {**job.env, "EFFNET_STOP_AT_VERDICT": "1"} if first_failure else job.env
-    args = [*PYTEST_ARGS, "-p", "tests.mutants.order", "--impl", str(job.path), "--report", str(job.report), *extra]
-    returncode, seconds, cpu = run_pytest(args, job.log, env, timeout, preload)
-    recorded, shared = job.env.get("EFFNET_DURATIONS_OUT"), job.path.parent / "durations.json"
-    if returncode == 0 and recorded and Path(recorded).exists() and not shared.exists():
+def run_one(job: Job, extra: list[str], timeout: float, preload: BaseContext | None, profile: str) -> Result:
+    order = job.order
+    if job.first_failure:
+        order = replace(order, stop_at_verdict=True)
+    env = {"EFFNET_HYPOTHESIS_PROFILE": profile}
+    run = judging.run_fork(
+        job.path, job.report, PYTEST_ARGS, env=env, timeout=timeout, preload=preload, order=order, extra=extra
+    )
+    recorded, shared = order.durations_out, job.path.parent / "durations.json"
+    if run.returncode == 0 and recorded and recorded.exists() and not shared.exists():
         shutil.copy(recorded, shared.with_suffix(".tmp"))
         os.replace(shared.with_suffix(".tmp"), shared)  # the mutants' test order, from the first variation done
-    output = job.log.read_text(errors="replace") if job.log.exists() else ""
     fork = job.fork
-    common = {
+    common: dict[str, Any] = {
         "kind": fork.kind,
         "name": fork.name,
         "description": fork.description,
         "expected": list(fork.clauses),
         "expected_roots": list(fork.expected_roots),
         "exception": fork.root_causes_reason,
-        "roots_checked": not first_failure,
+        "roots_checked": not job.first_failure,
+        "seconds": run.seconds,
+        "cpu_seconds": run.cpu_seconds,
+        "returncode": run.returncode,
     }
-    if returncode is None:
+    if run.status == "timeout":
         return Result(
-            **common,
-            outcome="timeout",
-            ok=False,
-            caught_by=[],
-            test="",
-            seconds=seconds,
-            cpu_seconds=cpu,
-            returncode=None,
-            tail=f"no verdict within {timeout:.0f} s",
+            **common, outcome="timeout", ok=False, caught_by=[], test="", tail=f"no verdict within {timeout:.0f} s"
         )
-    caught, test = _first_failure(job.report, output, returncode, job.path)
-    failures_out = job.env.get("EFFNET_FAILURES_OUT")
-    failed_tests = json.loads(Path(failures_out).read_text()) if failures_out and Path(failures_out).exists() else []
-    if returncode == 0:
-        outcome = "accepted"
-    elif returncode == 1 or (returncode == 4 and "EfficientNet API" in output):
-        outcome = "rejected"
-    else:
-        outcome = "error"  # a crash, a collection error, a fork that failed to import: not a verdict
+    test = run.refused(job.path) if run.refusal else run.first_test()
+    failures = order.failures_out
+    failed = json.loads(failures.read_text()) if failures and failures.exists() else []
+    # A fork that is not the API is rejected at load; one that does not import is an error, not a verdict.
+    refused_as_api = run.status == "refused at load" and run.refusal is not None and run.refusal.loaded
+    outcome = "rejected" if refused_as_api else run.status if run.status in ("accepted", "rejected") else "error"
     ok = outcome == ("rejected" if fork.kind == "mutant" else "accepted")
-    if job.network and outcome == "rejected" and set(caught) <= set(API_FORM):
+    if job.network and outcome == "rejected" and set(run.roots) <= set(API_FORM):
         ok = False  # its network was not judged, or passed: only the names the shim lacks failed
-    tail = "" if ok else "\n".join(output.strip().splitlines()[-30:])
-    return Result(
-        **common,
-        outcome=outcome,
-        ok=ok,
-        caught_by=caught,
-        test=test,
-        seconds=seconds,
-        cpu_seconds=cpu,
-        returncode=returncode,
-        tail=tail,
-        failed_tests=failed_tests,
-    )
-
-
-def run_pytest(
-    args: list[str], log: Path, env: dict[str, str], timeout: float, preload: BaseContext | None
-) -> tuple[int | None, float, float | None]:
-    """``pytest ARGS`` with ``env`` added and its output in ``log``: forked from the preloaded server
-    (``preload``) or a plain subprocess.  Returns the exit status (None: killed after ``timeout``
-    seconds), the wall time and the run's CPU time (None when unknown)."""
-    return subrun.run_pytest_to(args, log, {**os.environ, **env}, timeout, preload)
-
-
-def preload_context(no_preload: bool = False, whole_runs: int = 0) -> BaseContext | None:
-    """The forkserver that has imported torch, timm, torchvision ... once (subrun.PRELOAD), from
-    which each run is forked; None (plain subprocesses) with ``no_preload`` or where there is none.
-    For a sweep of ``whole_runs`` conformance runs that go past the first failure, at least
-    subrun.WARM_PAYS_FROM, the server also does the reference work once (tests/support/warm.py)."""
-    return subrun.preload_context(no_preload, warm=whole_runs >= subrun.WARM_PAYS_FROM)
-
-
-def _first_failure(report: Path, output: str, returncode: int, path: Path) -> tuple[list[str], str]:
-    """The root causes and the first one's failing test from the --report JSON, or the clause
-    named by a load-time error."""
-    if returncode == 4:
-        lines = output.strip().splitlines()
-        start = next((i for i, line in enumerate(lines) if line.startswith("ERROR:")), 0)
-        message = " ".join(line.strip() for line in lines[start:] if line.strip()).replace(str(path), path.name)
-        return sorted(set(_LOAD_CLAUSE.findall(output))), f"refused at load: {message[:300]}"
-    json_path = report.with_suffix(".json")
-    if not json_path.exists():
-        return [], ""
-    payload = json.loads(json_path.read_text())
-    roots = [r for r in payload["clauses"] if r["clause"] in payload.get("root_causes", [])]
-    test = roots[0]["detail"].split(": ", 1)[0] if roots else ""
-    return [r["clause"] for r in roots], test
+    tail = "" if ok else run.tail(30)
+    return Result(**common, outcome=outcome, ok=ok, caught_by=run.roots, test=test, tail=tail, failed_tests=failed)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,33 +180,23 @@ def main(argv: list[str] | None = None) -> int:
         if combined is not None:
             texts[combined.name] = corpus.build(combined, corpus.SOURCE.read_text())
             forks = [f for f in forks if f.kind == "mutant"] + [combined] + alone
-    workdir = Path(tempfile.mkdtemp(prefix="effnet-mutants-"))
-    # One intra-op thread per run: two runs on two cores would otherwise fight over them.  Set
-    # before the server process imports torch.
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.jobs)))
-    preload = preload_context(args.no_preload, 0 if args.first_failure else len(forks))
-    jobs = [
-        _job(f, texts[f.name], workdir, args.profile, args.matrix, args.first_failure, args.network_only) for f in forks
-    ]
-    # Variations first: they run every test, and they record the durations the mutants sort by.
-    jobs.sort(key=lambda j: j.fork.kind != "variation")
-    print(
-        f"{len(jobs)} forks, {args.jobs} at a time, in {workdir}: pytest {' '.join(PYTEST_ARGS)} {' '.join(extra)}",
-        flush=True,
-    )
-    start = time.perf_counter()
-    results: list[Result] = []
-    try:
+    with judging.workdir("effnet-mutants-", args.jobs, args.keep) as workdir:
+        preload = judging.preload_context(args.no_preload, 0 if args.first_failure else len(forks))
+        jobs = [_job(f, texts[f.name], workdir, args.matrix, args.first_failure, args.network_only) for f in forks]
+        # Variations first: they run every test, and they record the durations the mutants sort by.
+        jobs.sort(key=lambda j: j.fork.kind != "variation")
+        print(
+            f"{len(jobs)} forks, {args.jobs} at a time, in {workdir}: pytest {' '.join(PYTEST_ARGS)} {' '.join(extra)}",
+            flush=True,
+        )
+        start = time.perf_counter()
         results = _run_all(jobs, extra, args, preload)
         rejected = [r for r in results if r.name == corpus.COMBINED and not r.ok]
         if rejected:  # a false positive: judge each member alone, so that the table names the one(s) rejected
             members = corpus.members(next(f for f in forks if f.name == corpus.COMBINED), all_forks)
             print(f"the combined variations were rejected: judging its {len(members)} variations alone", flush=True)
-            again = [_job(f, texts[f.name], workdir, args.profile, network=args.network_only) for f in members]
+            again = [_job(f, texts[f.name], workdir, network=args.network_only) for f in members]
             results += _run_all(again, extra, args, preload)
-    finally:
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
     total = time.perf_counter() - start
     order = {f.name: i for i, f in enumerate(all_forks)}
     results.sort(key=lambda r: order.get(r.name, len(order)))
@@ -291,16 +225,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_all(jobs: list[Job], extra: list[str], args: argparse.Namespace, preload: BaseContext | None) -> list[Result]:
     """Every job, ``args.jobs`` at a time, each result printed as it comes."""
-    results = []
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(run_one, j, extra, args.timeout, preload) for j in jobs]
-        for n, future in enumerate(as_completed(futures), 1):
-            r = future.result()
-            results.append(r)
-            by = f", root causes {', '.join(r.caught_by)}" if r.caught_by else ""
-            wrong = "" if r.roots_as_declared else f" (NOT the declared {', '.join(r.expected_roots)})"
-            print(f"[{n:>2}/{len(jobs)}] {r.kind} {r.name}: {r.verdict}{by}{wrong} in {r.seconds:.1f} s", flush=True)
-    return results
+
+    def line(r: Result) -> str:
+        by = f", root causes {', '.join(r.caught_by)}" if r.caught_by else ""
+        wrong = "" if r.roots_as_declared else f" (NOT the declared {', '.join(r.expected_roots)})"
+        return f"{r.kind} {r.name}: {r.verdict}{by}{wrong} in {r.seconds:.1f} s"
+
+    return judging.judge_all(jobs, lambda j: run_one(j, extra, args.timeout, preload, args.profile), args.jobs, line)
 
 
 # --network-only: each fork seen through a shim that defines only its network constructors (every helper,
@@ -347,61 +278,37 @@ def _job(
     fork: corpus.Fork,
     text: str,
     workdir: Path,
-    profile: str,
     matrix: bool = False,
     first_failure: bool = False,
     network: bool = False,
 ) -> Job:
-    env = {"EFFNET_HYPOTHESIS_PROFILE": profile}
+    report = workdir / f"{fork.module_name}-report"
+    durations_in = workdir / "durations.json"
+    durations_out = workdir / f"durations-{fork.module_name}.json"
+    path = corpus.write(fork, text, workdir)
     if network:
         from tests.support import spec
 
-        env["EFFNET_ONLY_CLAUSES"] = ",".join(c for c in spec.clauses() if c not in API_FORM)
-        env["EFFNET_NO_SHRINK"] = "1"
-        if fork.kind == "mutant":
-            env["EFFNET_DURATIONS_IN"] = str(workdir / "durations.json")
-        else:
-            env["EFFNET_DURATIONS_OUT"] = str(workdir / f"durations-{fork.module_name}.json")
-        path = corpus.write(fork, text, workdir)
-        return Job(
-            fork,
-            network_only(fork, path),
-            workdir / f"{fork.module_name}-report",
-            workdir / f"{fork.module_name}.log",
-            env,
-            first_failure=fork.kind == "mutant",
-            network=True,
+        order = judging.Order(
+            durations_in=durations_in if fork.kind == "mutant" else None,
+            durations_out=None if fork.kind == "mutant" else durations_out,
+            only_clauses=[c for c in spec.clauses() if c not in API_FORM],
+            no_shrink=True,
         )
+        return Job(fork, network_only(fork, path), report, order, first_failure=fork.kind == "mutant", network=True)
     if matrix:
-        env["EFFNET_FAILURES_OUT"] = str(workdir / f"failures-{fork.module_name}.json")
-        env["EFFNET_NO_SHRINK"] = "1"
+        order = judging.Order(failures_out=workdir / f"failures-{fork.module_name}.json", no_shrink=True)
     elif fork.kind == "variation":
-        env["EFFNET_DURATIONS_OUT"] = str(workdir / f"durations-{fork.module_name}.json")
+        order = judging.Order(durations_out=durations_out)
     else:
-        env["EFFNET_DURATIONS_IN"] = str(workdir / "durations.json")
-        env["EFFNET_FIRST_CLAUSES"] = ",".join(fork.expected_roots)
-        if not first_failure:
-            env["EFFNET_ONLY_CLAUSES"] = ",".join(deciding_clauses(fork))
-            env["EFFNET_OTHER_EXAMPLES"] = str(OTHER_EXAMPLES)
-        env["EFFNET_NO_SHRINK"] = "1"
-    return Job(
-        fork,
-        corpus.write(fork, text, workdir),
-        workdir / f"{fork.module_name}-report",
-        workdir / f"{fork.module_name}.log",
-        env,
-        first_failure=fork.kind == "mutant" and not matrix and first_failure,
-    )
-
-
-def deciding_clauses(fork: corpus.Fork) -> list[str]:
-    """The clauses whose tests decide whether the report's root causes are exactly the fork's
-    expected ones R: R, and every clause that does not depend on R.  A clause that depends on R
-    is a consequence when R fails, whatever its tests say."""
-    from tests.support import spec
-
-    roots = set(fork.expected_roots)
-    return [c for c in spec.clauses() if c in roots or not (spec.depends_on(c) & roots)]
+        order = judging.Order(
+            durations_in=durations_in,
+            first_clauses=fork.expected_roots,
+            only_clauses=() if first_failure else judging.deciding(fork.expected_roots),
+            other_examples=None if first_failure else OTHER_EXAMPLES,
+            no_shrink=True,
+        )
+    return Job(fork, path, report, order, first_failure=fork.kind == "mutant" and not matrix and first_failure)
 
 
 def _selected(fork: corpus.Fork, args: argparse.Namespace) -> bool:
@@ -457,15 +364,13 @@ def _function(nodeid: str) -> str:
 
 
 def _test_functions(extra: list[str]) -> list[str]:
-    """The conformance test functions the runs collect (in collection order)."""
-    out = subprocess.run(
-        [sys.executable, "-m", "pytest", *PYTEST_ARGS, "--collect-only", *extra],  # -q once: one ID a line
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
-    ids = [line for line in out.splitlines() if "::" in line]
+    """The conformance test functions the runs collect (in collection order), as the runners' plugin
+    records them (order.py --clauses-out)."""
+    with tempfile.TemporaryDirectory(prefix="effnet-collect-") as tmp:
+        items = Path(tmp) / "items.json"
+        args = [*PYTEST_ARGS, "--collect-only", *judging.ORDER_PLUGIN, "--clauses-out", str(items), *extra]
+        subprocess.run([sys.executable, "-m", "pytest", *args], cwd=ROOT, capture_output=True, check=False)
+        ids: dict[str, list[str]] = json.loads(items.read_text()) if items.exists() else {}
     return list(dict.fromkeys(_function(i) for i in ids))
 
 
@@ -498,15 +403,12 @@ def kill_matrix(results: list[Result], functions: list[str]) -> str:
 def write(results: list[Result], table: str, total: float, args: argparse.Namespace, extra: list[str]) -> None:
     import torch
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     header = (
         "# Mutant corpus results\n\n"
         "Generated by `python tests/mutants/run.py` (`nox -s mutants`): each fork of tests/mutants/corpus.toml "
         f"against `pytest {' '.join(PYTEST_ARGS)}`; torch {torch.__version__}, Python {platform.python_version()}, "
         f"{os.cpu_count()} CPUs.\n\n"
     )
-    (out / "mutants.md").write_text(header + table + "\n")
     payload: dict[str, Any] = {
         "command": ["pytest", *PYTEST_ARGS, *extra],
         "hypothesis_profile": args.profile,
@@ -515,36 +417,19 @@ def write(results: list[Result], table: str, total: float, args: argparse.Namesp
         "torch": torch.__version__,
         "results": [{**asdict(r), "verdict": r.verdict, "seconds": round(r.seconds, 2)} for r in results],
     }
-    (out / "mutants.json").write_text(json.dumps(payload, indent=2) + "\n")
-
-
-def split_pytest_args(argv: list[str] | None) -> tuple[list[str], list[str]]:
-    """The command line (sys.argv[1:] by default) split at ``--``: the runner's own arguments, and
-    the extra arguments for every pytest run."""
-    argv = sys.argv[1:] if argv is None else argv
-    if "--" not in argv:
-        return argv, []
-    i = argv.index("--")
-    return argv[:i], argv[i + 1 :]
+    judging.write_reports(Path(args.out), "mutants", header + table, payload, indent=2)
 
 
 def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    argv, extra = split_pytest_args(argv)
+    argv, extra = judging.split_pytest_args(argv)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("-k", action="append", default=[], metavar="SUBSTRING", help="only forks whose name contains it")
     p.add_argument("--only", choices=("mutant", "variation"), help="only mutants or only variations")
-    p.add_argument("--jobs", "-j", type=int, default=2, help="pytest runs at a time (default 2)")
-    p.add_argument("--timeout", type=float, default=600, help="seconds per fork before it counts as TIMEOUT")
-    p.add_argument(
-        "--profile",
-        default=os.environ.get("EFFNET_HYPOTHESIS_PROFILE", "ci"),
-        help="hypothesis profile (default ci: derandomized)",
+    judging.add_common_options(
+        p, "pytest runs", 600, "seconds per fork before it counts as TIMEOUT", "mutants.md and mutants.json"
     )
-    p.add_argument("--out", default=str(ROOT / "reports"), help="where mutants.md and mutants.json go")
     p.add_argument("--check", action="store_true", help="only check that every patch applies")
     p.add_argument("--list", action="store_true", help="list the corpus")
-    p.add_argument("--keep", action="store_true", help="keep the forks, their output and reports")
-    p.add_argument("--no-preload", action="store_true", help="plain subprocesses instead of a preloaded server")
     p.add_argument(
         "--first-failure",
         action="store_true",

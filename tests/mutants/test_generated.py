@@ -1,17 +1,16 @@
 """The generators of tests/mutants/generate.py and rewrites.py, and a small leg of each.
 
-The unit tests are cheap (about 15 s): cosmic-ray still enumerates effnet/model.py's mutations, the
-sample is seeded and extends, every rewrite still finds its construct in effnet and in the tutorial.
+The unit tests are cheap: cosmic-ray still enumerates effnet/model.py's mutations, the sample is
+seeded and extends, every rewrite still finds its construct in effnet and in the tutorial.
 
 The two legs judge a few generated mutants (`--first-failure`: each must be rejected, or accepted
 when REF-1 finds it equivalent) and ten named rewrites (all applied to the tutorial in one fork,
 `--combine`: accepted, each of them applied), so that a change to the suite that rejects correct
 code or lets a generated bug through cannot land unnoticed.  They run in `nox -s tests` (and so in
 CI; they are marked slow, so `-m "not slow"` leaves them out).  Their cost is set by the equivalent
-mutants and the rewrites: each is a whole conformance run (70 to 130 s of CPU), a rejected mutant 5
-to 60 s.  The mutant leg is the first 8 of seed 0's sample, the draw docs/generated-mutants.md
-reports on (1 of those 8 was equivalent there; a change to effnet/model.py redraws it); seed 17's
-first 8 held 3 equivalent mutants and cost 459 s of CPU.  The measurement itself is
+mutants and the rewrites: each is a whole conformance run, where a rejected mutant stops at its first
+failure (docs/time-budget.md).  The mutant leg is the first 8 of seed 0's sample, the draw
+docs/generated-mutants.md reports on (a change to effnet/model.py redraws it).  The measurement itself is
 `nox -s mutate -- --sample 100 --seed 0` and `nox -s rewrites`; `nox -s generated` runs this module alone.
 """
 

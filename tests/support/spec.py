@@ -256,35 +256,17 @@ def errata() -> list[Erratum]:
 # --- Which tests cite which clause -------------------------------------------------------
 ROOT = SPEC_DIR.parent
 
-# Run in a subprocess: collect the suite with a tiny plugin that records each item's clause markers.
-_COLLECT = """
-import json, sys
-import pytest
-
-class Collector:
-    def __init__(self):
-        self.items = {}
-
-    def pytest_collection_finish(self, session):
-        for item in session.items:
-            self.items[item.nodeid] = [c for m in item.iter_markers("clause") for c in m.args]
-
-collector = Collector()
-code = pytest.main(sys.argv[2:], plugins=[collector])
-with open(sys.argv[1], "w") as f:
-    json.dump({"exit": int(code), "items": collector.items}, f)
-"""
-
 
 class CollectionError(RuntimeError):
     """Collecting the suite failed; the message holds pytest's output."""
 
 
 def start_clause_collection(out: Path, paths: tuple[str, ...] = ("tests",)) -> subprocess.Popen[str]:
-    """Start collecting ``paths`` (relative to the repository root) in a subprocess that writes
-    ``{"exit": code, "items": {nodeid: [clause, ...]}}`` to ``out``; see ``clause_map``."""
+    """Start collecting ``paths`` (relative to the repository root) in a subprocess whose runners' plugin
+    (tests/mutants/order.py ``--clauses-out``) writes ``{nodeid: [clause, ...]}`` to ``out``; see ``clause_map``."""
     env = {k: v for k, v in os.environ.items() if k not in ("EFFNET_IMPL", "PYTEST_ADDOPTS")}
-    args = [sys.executable, "-c", _COLLECT, str(out), "--collect-only", "-q", "-p", "no:cacheprovider", *paths]
+    args = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
+    args += ["-p", "tests.mutants.order", "--clauses-out", str(out), *paths]
     # pytest's output goes to a file, not a pipe: a full pipe would stall the collection until read.
     with open(out.with_suffix(".log"), "w") as log:
         return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
@@ -293,10 +275,10 @@ def start_clause_collection(out: Path, paths: tuple[str, ...] = ("tests",)) -> s
 def finish_clause_collection(process: subprocess.Popen[str], out: Path) -> dict[str, list[str]]:
     process.wait()
     output = out.with_suffix(".log").read_text()
-    result = json.loads(out.read_text()) if out.exists() else {"exit": process.returncode, "items": {}}
-    if process.returncode != 0 or result["exit"] != 0:
-        raise CollectionError(f"collecting the suite failed (pytest exit {result['exit']}):\n{output[-4000:]}")
-    return dict(result["items"])
+    if process.returncode != 0 or not out.exists():
+        raise CollectionError(f"collecting the suite failed (pytest exit {process.returncode}):\n{output[-4000:]}")
+    items: dict[str, list[str]] = json.loads(out.read_text())
+    return items
 
 
 def clause_map(paths: tuple[str, ...] = ("tests",)) -> dict[str, list[str]]:

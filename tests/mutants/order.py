@@ -176,10 +176,10 @@ def _record_refusal(path: str | None, error: pytest.UsageError) -> None:
     fork imported (False: "cannot test the implementation", the module itself failed to load)."""
     if not path:
         return
-    from tests.support import impl
+    from tests.support import loader
 
     message = str(error)
-    loaded = not isinstance(error.__context__, impl.ImplError)
+    loaded = not isinstance(error.__context__, loader.ImplError)
     record = {"message": message, "clauses": sorted(set(LOAD_CLAUSE.findall(message))), "loaded": loaded}
     Path(path).write_text(json.dumps(record, indent=1) + "\n")
 

@@ -87,7 +87,7 @@ def _meta(factory) -> nn.Module:
     ],
 )
 def test_weights_of_another_variant_are_refused_naming_both_tensors(impl, source, target):
-    state = models.timm_model_on(source, models.META).state_dict()
+    state = models.timm_to_inspect(source).state_dict()
     model = _meta(reference.impl_factory(impl, target))
     key, model_key = _first_misfit(state, model.state_dict())
     with pytest.raises(ValueError, match="shape") as info:
@@ -99,7 +99,7 @@ def test_weights_of_another_variant_are_refused_naming_both_tensors(impl, source
 
 @pytest.mark.clause("EXT-2")
 def test_weights_for_another_number_of_classes_are_refused(impl):
-    state = models.timm_model_on("b0", models.META).state_dict()
+    state = models.timm_to_inspect("b0").state_dict()
     model = _meta(lambda: impl.efficientnet_b0(n_classes=10))
     key, model_key = _first_misfit(state, model.state_dict())
     with pytest.raises(ValueError, match="shape") as info:
@@ -111,7 +111,7 @@ def test_weights_for_another_number_of_classes_are_refused(impl):
 @pytest.mark.clause("EXT-2")
 @pytest.mark.parametrize("change", ["truncated", "extended"])
 def test_a_different_number_of_tensors_is_refused_with_both_counts(impl, change):
-    state = models.timm_model_on("b0", models.META).state_dict()
+    state = models.timm_to_inspect("b0").state_dict()
     keys = list(state)
     if change == "truncated":  # the classifier is missing
         state = {k: state[k] for k in keys[:-2]}
@@ -130,8 +130,8 @@ def test_a_different_number_of_tensors_is_refused_with_both_counts(impl, change)
     [("torchvision", "b5", True), ("torchvision", "b4", False), ("timm", "b5", False)],
 )
 def test_torchvision_b5_to_b7_weights_warn_about_batchnorm_eps(impl, source, name, warns, recwarn):
-    build_on = {"timm": models.timm_model_on, "torchvision": models.torchvision_model_on}[source]
-    state = build_on(name, models.META).state_dict()
+    to_inspect = {"timm": models.timm_to_inspect, "torchvision": models.torchvision_to_inspect}[source]
+    state = to_inspect(name).state_dict()
     impl.load_reference_weights(_meta(reference.impl_factory(impl, name)), state)
     eps_warnings = [w for w in recwarn if "eps" in str(w.message)]
     if warns:

@@ -1,23 +1,15 @@
-"""The models a test builds, named by what the test does with them, and every meta-device trick that
-makes building them cheap.
-
-- ``to_run``: a model to run, its parameters drawn from a fixed seed.
-- ``to_inspect``, ``impl_to_inspect``, ``timm_to_inspect``, ``timm_scaled_to_inspect``,
-  ``torchvision_to_inspect``: a model to read shapes, parameter counts and module settings from.
-  ``impl_forward_shapes`` and ``timm_shapes``: what a forward pass of one shows without values.
-- ``to_overwrite``: a model whose every state_dict entry the test will overwrite; ``with_weights_of``:
-  a model that holds a reference's tensors by position, for a comparison that changes neither.
-- ``timm_model``, ``torchvision_model``, ``timm_scaled``: the references with random weights;
-  ``prepared_named``, ``num1_reference``, ``num4_reference``: prepared for eval-mode comparisons.
+"""The models a test builds, named by what it does with them, and every meta-device trick that
+makes building them cheap: ``to_run`` (a model to run, from a fixed seed), ``to_inspect`` and the
+``*_to_inspect`` models (to read shapes, parameter counts and settings from), ``to_overwrite`` (a
+model whose every state_dict entry the test copies in), ``with_weights_of`` (holding a reference's
+tensors), the references with random weights, and the prepared references of NUM-1 and NUM-4.
 
 Models on the meta device have shapes but no data: building and running them costs no memory and
 little time, so shape, parameter and MAC checks run there, even for B7 at 600 px.  What fails there
-only because of the meta device (``meta_caused``) is done on the CPU instead (``on_meta_or_cpu``);
-what the implementation raises on any device is its error, raised as the CPU raises it.  Meta models
-are cached per worker; models with real weights are built by the test that needs them (each is used
-once and some are modified: BN calibration, a training step), except the reference work that depends
-on nothing of the implementation, which ``warm_up`` does once in subrun's server (tests/support/warm.py)
-under the same keys the tests ask for it by (EVAL_RESOLUTION, SMALL_ODD_INPUT, NUM1_VARIANTS, ...).
+because of the meta device alone (``meta_caused``) is done on the CPU (``on_meta_or_cpu``).  Meta
+models are cached per worker; models with real weights are built by the test that needs them (some
+are modified: BN calibration, a training step), except the reference work that depends on nothing of
+the implementation, which ``warm_up`` does in subrun's server under the keys the tests ask by.
 """
 
 from __future__ import annotations
@@ -39,24 +31,8 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from tests.support import spec, torchutil
-from tests.support.reference import (
-    CPU,
-    SEED,
-    Prepared,
-    Taps,
-    has_the_structure,
-    hook,
-    impl_factory,
-    impl_taps,
-    native_input,
-    prepared,
-    randomise,
-    record,
-    timm_name,
-    timm_taps,
-    torchvision_taps,
-)
+from tests.support import reference, spec, torchutil
+from tests.support.reference import CPU, Prepared, Taps, hook
 
 META = torch.device("meta")
 T = TypeVar("T")
@@ -159,7 +135,7 @@ def to_run(factory: Callable[[], nn.Module], device: torch.device = CPU) -> nn.M
     """A model to run: ``factory()`` on ``device``, in eval mode, with parameters drawn from a fixed
     seed (on the meta device, without the fills, which have nothing to fill there)."""
     with torch.random.fork_rng(devices=[]), device, _NoFillOnMeta() if device == META else nullcontext():
-        torch.manual_seed(SEED)
+        torch.manual_seed(reference.SEED)
         return factory().eval()
 
 
@@ -249,10 +225,9 @@ def meta_caused(error: BaseException) -> bool:
 
 
 def on_meta_or_cpu(on_meta: Callable[[], T], otherwise: Callable[[], T]) -> T:
-    """``on_meta()``, or ``otherwise()`` (the same step on the CPU, or None for "not on meta") where
-    the meta device caused its failure (``meta_caused``): the one rule of every meta-device attempt.
-    Any other exception is the implementation's, raised on any device: it is raised as it is, which
-    is as the CPU raises it, without the cost of repeating the step with real weights."""
+    """``on_meta()``, or ``otherwise()`` (the same step on the CPU, or None: "not on meta") where the
+    meta device caused its failure (``meta_caused``): the one rule of every meta-device attempt.  Any
+    other exception is the implementation's, raised on any device, and is raised as it is."""
     try:
         return on_meta()
     except Exception as e:
@@ -262,9 +237,8 @@ def on_meta_or_cpu(on_meta: Callable[[], T], otherwise: Callable[[], T]) -> T:
 
 
 def call_on_meta_or_cpu(call: Callable[[], T]) -> T:
-    """``call()`` with the meta device as the default device, or again on the CPU where the meta
-    device caused its failure (``on_meta_or_cpu``): for a call that takes no device (a constructor
-    of the implementation's)."""
+    """``call()`` (a constructor of the implementation's, say) with the meta device as the default
+    device, or again on the CPU where the meta device caused its failure (``on_meta_or_cpu``)."""
 
     def on_meta() -> T:
         with META:
@@ -273,18 +247,14 @@ def call_on_meta_or_cpu(call: Callable[[], T]) -> T:
     return on_meta_or_cpu(on_meta, call)
 
 
-_META: dict[tuple[ModuleType, str], nn.Module | None] = {}
-
-
+@cache
 def impl_meta(impl: ModuleType, name: str) -> nn.Module | None:
     """The implementation's variant on the meta device (cached; treat as read-only), or None if the
     meta device cannot build it (e.g. data-dependent construction): callers then use real weights.
-    An error that is not the meta device's doing (``meta_caused``) is raised as the CPU would raise
-    it (not cached: building on meta again costs little)."""
-    if (impl, name) not in _META:
-        factory = impl_factory(impl, name)
-        _META[impl, name] = on_meta_or_cpu(lambda: to_run(factory, META), lambda: None)
-    return _META[impl, name]
+    An error that is not the meta device's doing (``meta_caused``) is raised (not cached: building on
+    meta again costs little)."""
+    factory = reference.impl_factory(impl, name)
+    return on_meta_or_cpu(lambda: to_run(factory, META), lambda: None)
 
 
 def impl_to_inspect(impl: ModuleType, name: str) -> nn.Module:
@@ -294,7 +264,7 @@ def impl_to_inspect(impl: ModuleType, name: str) -> nn.Module:
     if model is None:
         if name == "l2":
             pytest.skip("l2 (480M parameters) is checked only on the meta device, where this implementation fails")
-        model = to_run(impl_factory(impl, name))
+        model = to_run(reference.impl_factory(impl, name))
     return model
 
 
@@ -317,13 +287,12 @@ def run_pass(model: nn.Module, taps: Taps, shape: tuple[int, ...], count_macs: b
     """Tap shapes (and MACs, which slow the pass down) for an input of ``shape``, on the model's device."""
     device = next(model.parameters()).device
     x = _probe(shape, device)
-    with _MetaBatchNorm() if device == META else nullcontext():
-        tapped = None if has_the_structure(model) else tuple(taps)
-        if not count_macs:
-            return Pass({k: tuple(v.shape) for k, v in record(model, taps, x).items()}, math.nan, None, tapped)
-        with FlopCounterMode(display=False) as counter:
-            outputs = record(model, taps, x)
-    return Pass({k: tuple(v.shape) for k, v in outputs.items()}, counter.get_total_flops() / 2, None, tapped)
+    counter = FlopCounterMode(display=False) if count_macs else None
+    with _MetaBatchNorm() if device == META else nullcontext(), counter or nullcontext():
+        outputs = reference.record(model, taps, x)
+    macs = counter.get_total_flops() / 2 if counter is not None else math.nan
+    tapped = None if reference.has_the_structure(model) else tuple(taps)
+    return Pass({k: tuple(v.shape) for k, v in outputs.items()}, macs, None, tapped)
 
 
 @cache
@@ -333,16 +302,15 @@ def impl_forward_shapes(impl: ModuleType, name: str, shape: tuple[int, ...], cou
     variants and inputs)."""
     model = impl_meta(impl, name)
     if model is not None:
-        meta_model, meta_taps = model, impl_taps(model, ref=timm_to_inspect(name), ref_taps=timm_taps)
+        taps = reference.impl_taps(model, ref=timm_to_inspect(name), ref_taps=reference.timm_taps)
         try:
-            done = on_meta_or_cpu(lambda: run_pass(meta_model, meta_taps, shape, count_macs), lambda: None)
-        except Exception as e:  # the implementation's own error: the parts that ran, on meta
-            return _partial_pass(meta_model, meta_taps, shape, e)
-        if done is not None:
-            return done
-        # else a forward that needs data: the real run below
-    model = to_run(impl_factory(impl, name))
-    taps = impl_taps(model, ref=timm_to_inspect(name), ref_taps=timm_taps)
+            return run_pass(model, taps, shape, count_macs)
+        except Exception as e:
+            if not meta_caused(e):  # the implementation's own error: the parts that ran, on meta
+                return _partial_pass(model, taps, shape, e)
+            # else a forward that needs data: the real run below
+    model = to_run(reference.impl_factory(impl, name))
+    taps = reference.impl_taps(model, ref=timm_to_inspect(name), ref_taps=reference.timm_taps)
     try:
         return run_pass(model, taps, shape, count_macs)
     except Exception as e:
@@ -364,42 +332,31 @@ def _partial_pass(model: nn.Module, taps: Taps, shape: tuple[int, ...], error: E
     finally:
         for h in handles:
             h.remove()
-    return Pass(seen, math.nan, message, None if has_the_structure(model) else tuple(taps))
+    return Pass(seen, math.nan, message, None if reference.has_the_structure(model) else tuple(taps))
 
 
 @cache
 def timm_to_inspect(name: str) -> nn.Module:
     """timm's ``efficientnet_<name>`` to read shapes from: on the meta device (cached; read-only)."""
-    return timm_model_on(name, META)
+    return _timm_named(name)
 
 
 @cache
 def timm_shapes(name: str, shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
     """The tap shapes of timm's ``efficientnet_<name>`` for an input of ``shape`` (cached)."""
     ref = timm_to_inspect(name)
-    return run_pass(ref, timm_taps(ref), shape).shapes
+    return run_pass(ref, reference.timm_taps(ref), shape).shapes
 
 
 def timm_model(name: str) -> nn.Module:
     """timm's ``efficientnet_<name>`` (no pretrained weights) on the CPU with random weights (randomise)."""
-    return randomise(timm_model_on(name, META).to_empty(device=CPU))
-
-
-def timm_model_on(name: str, device: torch.device) -> nn.Module:
-    """timm's ``efficientnet_<name>`` built on ``device``, with timm's own initialisation (none on
-    the meta device: see _timm_generator)."""
-    import timm
-    from timm.models import efficientnet
-
-    init = mock.patch.object(efficientnet, "efficientnet_init_weights", return_value=None)
-    with init if device == META else nullcontext():
-        return to_run(lambda: timm.create_model(timm_name(name), pretrained=False), device)
+    return reference.randomise(_timm_named(name).to_empty(device=CPU))
 
 
 def timm_scaled(w_factor: float, d_factor: float, n_classes: int) -> nn.Module:
     """timm's EfficientNet at any compound-scaling factors (its builder behind efficientnet_bN),
     on the CPU with random weights (randomise)."""
-    return randomise(_timm_generator(w_factor, d_factor, n_classes).to_empty(device=CPU))
+    return reference.randomise(_timm_generator(w_factor, d_factor, n_classes).to_empty(device=CPU))
 
 
 @lru_cache(maxsize=16)  # a property's shrinking revisits examples; meta models of L2's size are a few MB each
@@ -411,18 +368,29 @@ def timm_scaled_to_inspect(w_factor: float, d_factor: float, n_classes: int) -> 
 TIMM_GENERATOR = "timm _gen_efficientnet('efficientnet_b0', channel_multiplier=w, depth_multiplier=d)"
 
 
+def _timm_named(name: str) -> nn.Module:
+    import timm
+
+    return _timm_on_meta(lambda: timm.create_model(reference.timm_name(name), pretrained=False))
+
+
 def _timm_generator(w_factor: float, d_factor: float, n_classes: int) -> nn.Module:
-    """timm's generator on the meta device, without timm's weight initialisation: its values would
-    be meaningless there (and randomise replaces them), and on meta it costs half the build."""
+    from timm.models import efficientnet
+
+    return _timm_on_meta(
+        lambda: efficientnet._gen_efficientnet(
+            "efficientnet_b0", channel_multiplier=w_factor, depth_multiplier=d_factor, num_classes=n_classes
+        )
+    )
+
+
+def _timm_on_meta(make: Callable[[], nn.Module]) -> nn.Module:
+    """``make()``, a timm model, on the meta device without timm's weight initialisation: its values
+    would be meaningless there (randomise replaces them), and on meta it costs half the build."""
     from timm.models import efficientnet
 
     with mock.patch.object(efficientnet, "efficientnet_init_weights", return_value=None):
-        return to_run(
-            lambda: efficientnet._gen_efficientnet(
-                "efficientnet_b0", channel_multiplier=w_factor, depth_multiplier=d_factor, num_classes=n_classes
-            ),
-            META,
-        )
+        return to_run(make, META)
 
 
 def to_inspect(factory: Callable[[], nn.Module]) -> nn.Module:
@@ -433,20 +401,20 @@ def to_inspect(factory: Callable[[], nn.Module]) -> nn.Module:
 
 @cache
 def torchvision_to_inspect(name: str) -> nn.Module:
-    """torchvision's ``efficientnet_<name>`` to read settings from: on the meta device (cached; read-only)."""
-    return torchvision_model_on(name, META)
+    """torchvision's ``efficientnet_<name>(weights=None)`` to read settings from: on the meta device
+    (cached; read-only)."""
+    return _torchvision_on_meta(name)
 
 
 def torchvision_model(name: str) -> nn.Module:
     """torchvision's ``efficientnet_<name>(weights=None)`` on the CPU with random weights (randomise)."""
-    return randomise(torchvision_model_on(name, META).to_empty(device=CPU))
+    return reference.randomise(_torchvision_on_meta(name).to_empty(device=CPU))
 
 
-def torchvision_model_on(name: str, device: torch.device) -> nn.Module:
-    """torchvision's ``efficientnet_<name>(weights=None)`` built on ``device``."""
+def _torchvision_on_meta(name: str) -> nn.Module:
     import torchvision
 
-    return to_run(lambda: getattr(torchvision.models, f"efficientnet_{name}")(weights=None), device)
+    return to_run(lambda: getattr(torchvision.models, f"efficientnet_{name}")(weights=None), META)
 
 
 _PREPARED: dict[tuple[Any, ...], Prepared] = {}
@@ -465,46 +433,43 @@ def prepared_named(
     if key in _PREPARED:
         return _PREPARED[key]
     if library == "timm":
-        ref, taps = timm_model(name), timm_taps
+        ref, taps = timm_model(name), reference.timm_taps
     elif library == "torchvision":
-        ref, taps = torchvision_model(name), torchvision_taps
+        ref, taps = torchvision_model(name), reference.torchvision_taps
     else:
         raise ValueError(f"library: {library!r}; expected 'timm' or 'torchvision'")
     if eps is not None:
         for bn in torchutil.batchnorms(ref):
             bn.eps = eps
-    made = prepared(ref.to(device), taps, resolution)
+    made = reference.prepared(ref.to(device), taps, resolution)
     if keep:
         _PREPARED[key] = made
     return made
 
 
 def num1_reference(name: str, device: torch.device, keep: bool = False) -> Prepared:
-    """NUM-1's reference: timm's ``efficientnet_<name>`` prepared at EVAL_RESOLUTION (prepared_named)."""
+    """NUM-1's reference: timm's ``efficientnet_<name>`` at EVAL_RESOLUTION (prepared_named)."""
     return prepared_named("timm", name, EVAL_RESOLUTION, device, keep=keep)
 
 
 def num4_reference(name: str, device: torch.device, keep: bool = False) -> Prepared:
-    """NUM-4's reference: torchvision's ``efficientnet_<name>`` with every BN eps NUM4_EPS, prepared at
-    EVAL_RESOLUTION (prepared_named)."""
+    """NUM-4's reference: torchvision's ``efficientnet_<name>``, every BN eps NUM4_EPS (prepared_named)."""
     return prepared_named("torchvision", name, EVAL_RESOLUTION, device, eps=NUM4_EPS, keep=keep)
 
 
 def warm_up() -> float:
-    """Make, on one thread, the reference work of a conformance run that depends on nothing of the
-    implementation, under the keys the tests ask for it: timm's and torchvision's models on the meta
-    device, timm's tap shapes at each variant's native input and at SMALL_ODD_INPUT, and NUM-1's and
-    NUM-4's prepared references, kept.  Done in subrun's server (tests/support/warm.py), so that every
-    run forked from it finds it done; a run that is not forked computes the same where it is used
-    (the same code under the same seeds, on one thread as in an xdist worker or a runner's child).
-    Returns the seconds it took."""
+    """Make, on one thread, the reference work that depends on nothing of the implementation, under
+    the keys the tests ask for it: timm's and torchvision's meta models, timm's tap shapes, NUM-1's and
+    NUM-4's prepared references (kept).  Subrun's warm server does it once (tests/support/warm.py); a
+    run that is not forked from it computes the same where it is used (the same code under the same
+    seeds, on one thread as in an xdist worker or a runner's child).  Returns the seconds it took."""
     start = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         for name in spec.variants():
             timm_to_inspect(name)
-            timm_shapes(name, native_input(name))
+            timm_shapes(name, reference.native_input(name))
             timm_shapes(name, SMALL_ODD_INPUT)
         for name in NUM1_VARIANTS:
             num1_reference(name, CPU, keep=True)

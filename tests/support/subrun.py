@@ -104,9 +104,7 @@ def _child(args: list[str], out: str, err: str, env: dict[str, str], cwd: str) -
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # the number was taken by another user's process: ours has ended
+    except (ProcessLookupError, PermissionError):  # PermissionError: the number is another user's now
         return False
     return True
 

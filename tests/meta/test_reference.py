@@ -186,7 +186,7 @@ def test_a_model_with_values_outside_its_state_dict_is_built_with_real_weights()
 
 def test_a_model_given_the_references_tensors_computes_what_a_copy_computes() -> None:
     """with_weights_of shares the reference's tensors where every state_dict entry is a parameter
-    or buffer under its key, and falls back to a copy (build_to_overwrite) where it is not."""
+    or buffer under its key, and falls back to a copy (to_overwrite) where it is not."""
     x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     for cls, shares in (
         (_Block, True),

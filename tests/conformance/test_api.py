@@ -6,10 +6,9 @@ import inspect
 from typing import Any
 
 import pytest
-import torch
 from torch import nn
 
-from tests.support import boundary, loader, premises, reference
+from tests.support import boundary, loader, models, premises
 
 
 @pytest.mark.clause("API-1")
@@ -66,15 +65,8 @@ def test_callable_accepts_the_tutorials_arguments(impl, name, args):
     elif name == "efficientnet_scaler":  # it rounds with scale_width: a width rule that never returns is SCALE-1's
         premises.width_rule(impl, args[0])
     call = getattr(impl, name)
-    try:
-        with torch.device("meta"):
-            call(*args)
-        return
-    except Exception as e:
-        if not reference.meta_caused(e):  # raised on any device: no need to build it for real
-            raise AssertionError(f"{name}{args} raised {type(e).__name__}: {loader.one_line(e)}") from e
-    try:  # only the meta device refused it: the CPU call is the verdict
-        call(*args)
+    try:  # where only the meta device refuses it, the CPU call is the verdict
+        models.call_on_meta_or_cpu(lambda: call(*args))
     except Exception as e:
         raise AssertionError(f"{name}{args} raised {type(e).__name__}: {loader.one_line(e)}") from e
 

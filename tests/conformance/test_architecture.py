@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the usual alias
 from hypothesis import example, given
 
-from tests.support import premises, reference, spec, strategies, torchutil
+from tests.support import models, premises, reference, spec, strategies, torchutil
 from tests.support.evidence import blame
 
 NAMED = spec.variants(include_optional=False)
@@ -28,7 +28,7 @@ ALL = [*NAMED, *(pytest.param(n, marks=pytest.mark.slow) for n in OPTIONAL)]
 LAYERS = spec.data()["base"]["layers"]
 HEAD_TOL = 1e-5  # the same kernels in another order; every head bug looked for is >= 1e-2 relative
 
-SMALL_INPUT = reference.SMALL_ODD_INPUT  # (2, 3, 57, 71)
+SMALL_INPUT = models.SMALL_ODD_INPUT  # (2, 3, 57, 71)
 
 
 def _shape_report(actual: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...]]) -> str:
@@ -43,7 +43,7 @@ def _part(actual: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...
     return "ARCH-2" if first == "stem" else "ARCH-4" if first in ("head conv", "logits") else "ARCH-6"
 
 
-def _assert_timms_shapes(run: reference.Pass, expected: dict[str, tuple[int, ...]], where: str) -> None:
+def _assert_timms_shapes(run: models.Pass, expected: dict[str, tuple[int, ...]], where: str) -> None:
     """The pass's shapes are timm's (at the taps the network has: all of API-3's, or those found by
     parameter order); the failure blames the first part that differs or, where the pass raised, the first
     part that did not run."""
@@ -76,8 +76,8 @@ def _expected_toml_shapes(name: str) -> dict[str, tuple[int, ...]] | None:
 @pytest.mark.parametrize("name", ALL)
 def test_stage_shapes_at_native_resolution_match_timm(impl, name):
     shape = reference.native_input(name)
-    expected = reference.timm_shapes(name, shape)
-    run = reference.impl_pass(impl, name, shape, count_macs=True)  # the pass test_table2 uses
+    expected = models.timm_shapes(name, shape)
+    run = models.impl_forward_shapes(impl, name, shape, count_macs=True)  # the pass test_table2 uses
     _assert_timms_shapes(run, expected, f"efficientnet_{name} at {shape[-1]}x{shape[-1]}")
     actual = run.shapes
     recorded = _expected_toml_shapes(name)
@@ -94,16 +94,16 @@ def test_stage_shapes_at_native_resolution_match_timm(impl, name):
 @pytest.mark.clause("ARCH-6", "ARCH-2", "ARCH-4")
 @pytest.mark.parametrize("name", ALL)
 def test_stage_shapes_at_small_odd_resolution_match_timm(impl, name):
-    expected = reference.timm_shapes(name, SMALL_INPUT)
+    expected = models.timm_shapes(name, SMALL_INPUT)
     _assert_timms_shapes(
-        reference.impl_pass(impl, name, SMALL_INPUT), expected, f"efficientnet_{name} on {SMALL_INPUT}"
+        models.impl_forward_shapes(impl, name, SMALL_INPUT), expected, f"efficientnet_{name} on {SMALL_INPUT}"
     )
 
 
 @pytest.mark.clause("API-4", "ARCH-5")
 @pytest.mark.parametrize("name", ALL)
 def test_parameter_and_buffer_shapes_match_timm_in_order(impl, name):
-    model, ref = reference.impl_shapes_only(impl, name), reference.timm_meta(name)
+    model, ref = models.impl_to_inspect(impl, name), models.timm_to_inspect(name)
     problem = torchutil.first_shape_mismatch(model, ref)
     # The same tensors in another order break API-4 only; other tensors break ARCH-5 (and API-4 with it).
     reordered = sorted(spec.shape_signature(model)) == sorted(spec.shape_signature(ref))
@@ -119,7 +119,7 @@ def test_parameter_and_buffer_shapes_match_timm_in_order(impl, name):
 @pytest.mark.clause("ARCH-5")
 @pytest.mark.parametrize("name", ALL)
 def test_parameter_count_matches_timm(impl, name):
-    model, ref = reference.impl_shapes_only(impl, name), reference.timm_meta(name)
+    model, ref = models.impl_to_inspect(impl, name), models.timm_to_inspect(name)
     count = sum(p.numel() for p in model.parameters())
     expected = sum(p.numel() for p in ref.parameters())
     assert count == expected, f"efficientnet_{name} has {count:,} parameters, timm's has {expected:,}"
@@ -156,7 +156,7 @@ def test_state_dict_matches_timms_generator_at_any_factors(impl, w, d, n):
     """``EfficientNet(w, d, n)``, built on the meta device (on the CPU if it cannot be), has the
     shapes, the kinds (parameter or buffer) and the parameter count of timm's generator at the same
     factors.  The Sequential form is held to the module form by SEQ-1."""
-    model = reference.structure(lambda: impl.EfficientNet(w, d, n))
+    model = models.to_inspect(lambda: impl.EfficientNet(w, d, n))
     problem = premises.state_dict_problem(model, "EfficientNet", w, d, n)
     assert problem is None, problem
 
@@ -171,8 +171,8 @@ def test_head_conv_has_the_scaled_1280_channels_at_any_width(impl, w, n):
     generator does (one block per stage: the depth does not change the head).  Premise: the
     implementation's own width rounding (SCALE-1) and scaler (SCALE-3) agree with the spec at ``w``."""
     premises.scaling(impl, w)
-    model = reference.structure(lambda: impl.EfficientNet(w, 0.05, n))
-    ref = reference.timm_scaled_meta(w, 0.05, n)
+    model = models.to_inspect(lambda: impl.EfficientNet(w, 0.05, n))
+    ref = models.timm_scaled_to_inspect(w, 0.05, n)
     if reference.has_the_structure(model):
         got = [tuple(t.shape) for t in model.pre.state_dict().values() if t.ndim == 4]
         where = f"EfficientNet({w!r}, 0.05, {n}).pre"
@@ -182,7 +182,7 @@ def test_head_conv_has_the_scaled_1280_channels_at_any_width(impl, w, n):
     want = tuple(ref.conv_head.weight.shape)
     assert got == [want], (
         f"{where} has convolution weights {got}, want one of shape {want}: "
-        f"{want[1]} -> {want[0]} channels, as in {reference.TIMM_GENERATOR}"
+        f"{want[1]} -> {want[0]} channels, as in {models.TIMM_GENERATOR}"
     )
 
 

@@ -16,7 +16,7 @@ import torch
 from hypothesis import example, given
 from torch import Tensor, nn
 
-from tests.support import norms, reference, spec, strategies, torchutil
+from tests.support import models, norms, reference, spec, strategies, torchutil
 from tests.support.evidence import blame
 
 NAMED = spec.variants(include_optional=False)
@@ -29,7 +29,7 @@ ALL = [*NAMED, *(pytest.param(n, marks=pytest.mark.slow) for n in OPTIONAL)]
 @pytest.mark.parametrize("name", ALL)
 def test_every_batchnorm_of_a_named_variant_has_the_spec_settings(impl, name):
     with blame():  # building the variant is the structure clauses' business, not BLOCK-2's
-        model = reference.impl_shapes_only(impl, name)
+        model = models.impl_to_inspect(impl, name)
     assert norms.layers(model), f"efficientnet_{name} has no normalisation layer"
     problem = norms.problem(model)
     assert problem is None, f"efficientnet_{name}: {problem}"
@@ -43,7 +43,7 @@ def test_every_batchnorm_of_a_named_variant_has_the_spec_settings(impl, name):
 def test_every_batchnorm_has_the_spec_settings_at_any_factors(impl, w, d, n):
     for form in ("EfficientNet", "EfficientNetSequential"):
         with blame():  # building the model is the structure clauses' business, not BLOCK-2's
-            model = reference.structure(lambda form=form: getattr(impl, form)(w, d, n))
+            model = models.to_inspect(lambda form=form: getattr(impl, form)(w, d, n))
         problem = norms.problem(model)
         assert problem is None, f"{form}({w!r}, {d!r}, {n}): {problem}"
 
@@ -61,7 +61,7 @@ def _blocks(model: nn.Module, w: float, d: float, n: int) -> dict[str, nn.Module
     modules that hold the parameters of timm's blocks at the same factors (parts.taps_like)."""
     if reference.has_the_structure(model):
         return {f"stages.{i}.{j}": block for i, stage in enumerate(model.stages) for j, block in enumerate(stage)}
-    ref = reference.timm_scaled_meta(w, d, n)
+    ref = models.timm_scaled_to_inspect(w, d, n)
     taps = reference.impl_taps(model, per_block=True, ref=ref, ref_taps=reference.timm_taps)
     return {key: block for key, block in taps.items() if key.startswith("stage ")}
 

@@ -20,13 +20,13 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
-from tests.support import premises, reference, spec, strategies, torchutil
+from tests.support import models, premises, reference, spec, strategies, torchutil
 
 NAMED = spec.variants(include_optional=False)
 # b8 (87M parameters) with real weights is slow; l2 (480M, about 2 GB per copy) is not run with real weights.
-EVAL_VARIANTS = [*NAMED, pytest.param("b8", marks=pytest.mark.slow)]
+EVAL_VARIANTS = [pytest.param(n, marks=pytest.mark.slow) if n not in NAMED else n for n in models.NUM1_VARIANTS]
 
-RESOLUTION = reference.EVAL_RESOLUTION  # 64
+RESOLUTION = models.EVAL_RESOLUTION  # 64
 
 # NUM-1.  effnet's errors are exactly 0.  A correct fork that orders the float32 operations
 # differently (BN folded into a scale and shift, x * sigmoid(x) for SiLU, x.mean for the SE
@@ -69,8 +69,9 @@ def _assert_eval_agrees(result: reference.EvalComparison, what: str) -> None:
 @pytest.mark.parametrize("name", EVAL_VARIANTS)
 def test_eval_output_matches_timm_stage_by_stage(impl, device, name):
     premises.variant_matches_timm(impl, name)
-    ref = reference.prepared_named("timm", name, RESOLUTION, device)
-    result = reference.compare_eval(reference.impl_factory(impl, name), ref, EVAL_TOL, "NUM-1")
+    ref = models.num1_reference(name, device)
+    model = models.with_weights_of(ref.model, reference.impl_factory(impl, name))
+    result = reference.compare_eval(model, ref, EVAL_TOL, "NUM-1")
     _assert_eval_agrees(result, f"efficientnet_{name}")
 
 
@@ -87,9 +88,10 @@ small_resolutions = st.integers(32, 64)
 @example(w=0.33, d=0.6, n=10, r=64)  # residual blocks in most stages; torchvision's head rule would differ here
 @example(w=0.05, d=0.6, n=3, r=32)  # every width before the head is 8: the first blocks of stages 0, 4, 6 are residual
 def test_eval_output_matches_timms_generator_at_any_factors(impl, device, w, d, n, r):
-    premises.module_form_matches_timm(reference.structure(lambda: impl.EfficientNet(w, d, n)), w, d, n)
-    ref = reference.prepared(reference.timm_scaled(w, d, n).to(device), reference.timm_taps, r)
-    result = reference.compare_eval(lambda: impl.EfficientNet(w, d, n), ref, EVAL_TOL, "NUM-1")
+    premises.module_form_matches_timm(models.to_inspect(lambda: impl.EfficientNet(w, d, n)), w, d, n)
+    ref = reference.prepared(models.timm_scaled(w, d, n).to(device), reference.timm_taps, r)
+    model = models.with_weights_of(ref.model, lambda: impl.EfficientNet(w, d, n))
+    result = reference.compare_eval(model, ref, EVAL_TOL, "NUM-1")
     _assert_eval_agrees(result, f"EfficientNet({w!r}, {d!r}, {n}) at {r} px")
 
 
@@ -106,13 +108,13 @@ def _train_pair(impl, case: str) -> tuple[nn.Module, nn.Module]:
     what = TRAIN_CASES[case]
     if isinstance(what, str):
         premises.variant_matches_timm(impl, what)
-        ref = reference.timm_model(what)
-        model = reference.build_to_overwrite(reference.impl_factory(impl, what))
+        ref = models.timm_model(what)
+        model = models.to_overwrite(reference.impl_factory(impl, what))
     else:
         w, d, n = what
-        premises.module_form_matches_timm(reference.structure(lambda: impl.EfficientNet(w, d, n)), w, d, n)
-        ref = reference.timm_scaled(w, d, n)
-        model = reference.build_to_overwrite(lambda: impl.EfficientNet(w, d, n))
+        premises.module_form_matches_timm(models.to_inspect(lambda: impl.EfficientNet(w, d, n)), w, d, n)
+        ref = models.timm_scaled(w, d, n)
+        model = models.to_overwrite(lambda: impl.EfficientNet(w, d, n))
     return model, ref
 
 
@@ -134,9 +136,9 @@ def test_training_step_matches_timm(impl, device, case):
     w=strategies.model_width_factors, d=strategies.model_depth_factors, n=strategies.class_counts, r=small_resolutions
 )
 def test_training_step_matches_timms_generator_at_any_factors(impl, device, w, d, n, r):
-    premises.module_form_matches_timm(reference.structure(lambda: impl.EfficientNet(w, d, n)), w, d, n)
-    ref = reference.timm_scaled(w, d, n)
-    model = reference.build_to_overwrite(lambda: impl.EfficientNet(w, d, n))
+    premises.module_form_matches_timm(models.to_inspect(lambda: impl.EfficientNet(w, d, n)), w, d, n)
+    ref = models.timm_scaled(w, d, n)
+    model = models.to_overwrite(lambda: impl.EfficientNet(w, d, n))
     _assert_training_step_agrees(model, ref, device, r, f"EfficientNet({w!r}, {d!r}, {n}) at {r} px")
 
 

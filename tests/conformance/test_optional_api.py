@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.support import reference, spec, torchutil
+from tests.support import models, reference, spec, torchutil
 from tests.support.evidence import blame
 from tests.support.loader import require_optional
 
@@ -21,13 +21,13 @@ OPTIONAL_VARIANTS = [n for n in spec.variants() if spec.variant(n).get("optional
 @pytest.mark.parametrize("name", OPTIONAL_VARIANTS)
 def test_larger_variant_has_the_specified_architecture(impl, name):
     require_optional(impl, f"efficientnet_{name}")
-    model = reference.impl_shapes_only(impl, name)  # meta device: L2's 480M parameters cost nothing
+    model = models.impl_to_inspect(impl, name)  # meta device: L2's 480M parameters cost nothing
     row = spec.expected()["variants"][name]
     count = sum(p.numel() for p in model.parameters())
     assert count == row["params"], f"efficientnet_{name} has {count:,} parameters; the spec says {row['params']:,}"
-    problem = torchutil.first_shape_mismatch(model, reference.timm_meta(name))
+    problem = torchutil.first_shape_mismatch(model, models.timm_to_inspect(name))
     assert problem is None, f"efficientnet_{name}: state_dict differs from timm's at {problem}"
-    if torchutil.first_exact_shape_mismatch(model, reference.timm_meta(name)) is None:  # else API-8's
+    if torchutil.first_exact_shape_mismatch(model, models.timm_to_inspect(name)) is None:  # else API-8's
         assert spec.fingerprint(model) == row["fingerprint"], (
             f"efficientnet_{name}: parameter/buffer shapes differ from spec/expected.toml (fingerprint)"
         )
@@ -138,7 +138,7 @@ def test_timms_state_dict_loads_unchanged(impl, name):
     own ``load_state_dict(strict=True)``, and every tensor then holds timm's values.  A fork whose
     tensors differ from timm's only in size-1 dimensions (the same values: ARCH-5 judges them equal)
     skips, naming the first.  Premise: the shapes agree up to size-1 dimensions (ARCH-5)."""
-    ref = reference.timm_model(name)
+    ref = models.timm_model(name)
     torch.manual_seed(0)
     model = reference.impl_factory(impl, name)()
     with blame("ARCH-5"):

@@ -18,7 +18,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from torch import nn
 
-from tests.support import boundary, premises, spec, strategies, torchutil
+from tests.support import boundary, models, premises, spec, strategies, torchutil
 from tests.support.evidence import blame
 from tests.support.premises import DIVISOR, MINIMUM, ROUND_LIMIT
 
@@ -27,12 +27,9 @@ spec_depths = premises.depths  # SCALE-2 as written
 
 
 def build_structure(factory: Callable[..., nn.Module], *args: Any, **kwargs: Any) -> nn.Module:
-    """The module built on the meta device (structure only), or normally if it cannot be."""
-    try:
-        with torch.device("meta"):
-            return factory(*args, **kwargs)
-    except (NotImplementedError, RuntimeError):
-        return factory(*args, **kwargs)
+    """The module built on the meta device (structure only), or on the CPU if the meta device cannot
+    build it (models.call_on_meta_or_cpu)."""
+    return models.call_on_meta_or_cpu(lambda: factory(*args, **kwargs))
 
 
 def parameter_count(model: nn.Module) -> int:

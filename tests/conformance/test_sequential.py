@@ -14,7 +14,7 @@ from hypothesis import event, example, given
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
-from tests.support import premises, reference, strategies, torchutil
+from tests.support import models, premises, strategies, torchutil
 from tests.support.evidence import blame
 
 # Both forms run in float64: two forms of one function may order their sums differently (a
@@ -47,9 +47,9 @@ def _first_difference(a: list[tuple[str, Tensor]], b: list[tuple[str, Tensor]], 
 @given(w=strategies.model_width_factors, d=strategies.model_depth_factors, n=strategies.class_counts)
 def test_sequential_has_the_same_tensors_in_the_same_order(impl, w, d, n):
     """The module form is the reference: that it has timm's tensors (ARCH-5) is this test's premise."""
-    module = reference.structure(lambda: impl.EfficientNet(w, d, n))  # shapes only: the meta device
+    module = models.to_inspect(lambda: impl.EfficientNet(w, d, n))  # shapes only: the meta device
     premises.module_form_matches_timm(module, w, d, n)
-    sequential = reference.structure(lambda: impl.EfficientNetSequential(w, d, n))
+    sequential = models.to_inspect(lambda: impl.EfficientNetSequential(w, d, n))
     problem = torchutil.first_shape_mismatch(sequential, module)
     assert problem is None, f"EfficientNetSequential({w!r}, {d!r}, {n}) vs EfficientNet: {problem}"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import reference, spec
+from tests.support import models, reference, spec
 
 NAMED = spec.variants(include_optional=False)  # Table 2 has B0-B7
 
@@ -20,7 +20,7 @@ NAMED = spec.variants(include_optional=False)  # Table 2 has B0-B7
 @pytest.mark.clause("TABLE2-1")
 @pytest.mark.parametrize("name", NAMED)
 def test_parameter_count_rounds_to_table2(impl, name):
-    count = sum(p.numel() for p in reference.impl_shapes_only(impl, name).parameters())
+    count = sum(p.numel() for p in models.impl_to_inspect(impl, name).parameters())
     low, high = spec.table2_params_interval(name)
     published = spec.data()["table2"][name]["params"]
     assert low <= count < high, (
@@ -33,7 +33,7 @@ def test_parameter_count_rounds_to_table2(impl, name):
 @pytest.mark.parametrize("name", NAMED)
 def test_macs_at_native_resolution_within_10_percent_of_table2(impl, name):
     resolution = spec.variant(name)["resolution"]
-    run = reference.impl_pass(impl, name, reference.native_input(name), count_macs=True)
+    run = models.impl_forward_shapes(impl, name, reference.native_input(name), count_macs=True)
     assert run.error is None, f"efficientnet_{name}'s forward pass at {resolution}x{resolution} raised {run.error}"
     macs = run.macs
     published = spec.data()["table2"][name]["flops"]

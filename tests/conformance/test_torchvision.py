@@ -13,27 +13,26 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import premises, reference, spec, torchutil
+from tests.support import models, premises, reference, spec, torchutil
 
 NAMED = spec.variants(include_optional=False)
 TENSORFLOW_EPS = ("b5", "b6", "b7")  # NUM-4: torchvision's efficientnet_b5..b7 pass eps=0.001
 TENSORFLOW_EPS_VALUE = 1e-3
-PYTORCH_EPS_VALUE = spec.data()["base"]["layers"]["batchnorm_eps"]  # 1e-5, BLOCK-2
+PYTORCH_EPS_VALUE = models.NUM4_EPS  # 1e-5, BLOCK-2
 
-RESOLUTION = reference.EVAL_RESOLUTION  # 64
 EVAL_TOL = 1e-5  # NUM-4; test_numerics.py says what a correct fork's rounding differences are
 MIN_INPUT_DEPENDENCE = 0.1  # see test_numerics.py
 
 
 def _torchvision_eps(name: str) -> set[float]:
-    return {bn.eps for bn in torchutil.batchnorms(reference.torchvision_meta(name))}
+    return {bn.eps for bn in torchutil.batchnorms(models.torchvision_to_inspect(name))}
 
 
 @pytest.mark.clause("NUM-4")
 @pytest.mark.parametrize("name", NAMED)
 def test_parameter_and_buffer_shapes_match_torchvision_in_order(impl, name):
-    model = reference.impl_shapes_only(impl, name)
-    ref = reference.torchvision_meta(name)
+    model = models.impl_to_inspect(impl, name)
+    ref = models.torchvision_to_inspect(name)
     problem = torchutil.first_shape_mismatch(model, ref)
     assert problem is None, f"efficientnet_{name} state_dict differs from torchvision's at {problem}"
     count, expected = (sum(p.numel() for p in m.parameters()) for m in (model, ref))
@@ -41,7 +40,7 @@ def test_parameter_and_buffer_shapes_match_torchvision_in_order(impl, name):
 
 
 @pytest.mark.clause("NUM-4")
-@pytest.mark.parametrize("name", NAMED)
+@pytest.mark.parametrize("name", models.NUM4_VARIANTS)
 def test_eval_output_matches_torchvision_stage_by_stage(impl, device, name):
     premises.variant_matches_timm(impl, name)  # timm's and torchvision's tensors agree (the test above)
     eps = _torchvision_eps(name)
@@ -49,8 +48,9 @@ def test_eval_output_matches_torchvision_stage_by_stage(impl, device, name):
     assert eps == {want}, f"torchvision's efficientnet_{name} BatchNorm eps: {eps}, expected {want:g}"
 
     # eps 1e-5 in every torchvision model (B5-B7 included): compare the architecture, not the ported eps
-    ref = reference.prepared_named("torchvision", name, RESOLUTION, device, eps=PYTORCH_EPS_VALUE)
-    result = reference.compare_eval(reference.impl_factory(impl, name), ref, EVAL_TOL, "NUM-4")
+    ref = models.num4_reference(name, device)
+    model = models.with_weights_of(ref.model, reference.impl_factory(impl, name))
+    result = reference.compare_eval(model, ref, EVAL_TOL, "NUM-4")
     assert result.input_dependence > MIN_INPUT_DEPENDENCE, (
         f"the calibrated reference ignores its input ({result.input_dependence:.3g}): the comparison shows nothing"
     )

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.support import reference, torchutil
+from tests.support import models, reference, torchutil
 
 pytestmark = pytest.mark.extra
 
@@ -18,8 +18,8 @@ RESOLUTION = 64
 TOL = 1e-5  # the tolerance of NUM-1 and NUM-4: the same function from the same weights
 
 REFERENCES = {
-    "timm": (reference.timm_model, reference.timm_taps),
-    "torchvision": (reference.torchvision_model, reference.torchvision_taps),
+    "timm": (models.timm_model, reference.timm_taps),
+    "torchvision": (models.torchvision_model, reference.torchvision_taps),
 }
 COUNTER = "num_batches_tracked"
 
@@ -34,7 +34,7 @@ def _logits(model: nn.Module, taps, x: torch.Tensor) -> torch.Tensor:
 def test_imported_weights_compute_the_reference_function(impl, source, name):
     make_reference, taps = REFERENCES[source]
     ref = reference.prepare_reference(make_reference(name), RESOLUTION)
-    model = impl.load_reference_weights(reference.build(reference.impl_factory(impl, name)), ref.state_dict())
+    model = impl.load_reference_weights(models.to_run(reference.impl_factory(impl, name)), ref.state_dict())
     model.eval()
     x = reference.images(2, 4, RESOLUTION)
     expected = _logits(ref, taps, x)
@@ -47,9 +47,9 @@ def test_imported_weights_compute_the_reference_function(impl, source, name):
 
 @pytest.mark.clause("EXT-2")
 def test_checkpoint_without_batch_counters_loads(impl):
-    ref = reference.prepare_reference(reference.timm_model("b0"), RESOLUTION)
+    ref = reference.prepare_reference(models.timm_model("b0"), RESOLUTION)
     state = {k: v for k, v in ref.state_dict().items() if not k.endswith(COUNTER)}
-    model = impl.load_reference_weights(reference.build(impl.efficientnet_b0), state).eval()
+    model = impl.load_reference_weights(models.to_run(impl.efficientnet_b0), state).eval()
     x = reference.images(2, 4, RESOLUTION)
     err = torchutil.rel_err(model(x), _logits(ref, reference.timm_taps, x))
     assert err <= TOL, f"efficientnet_b0 loaded without {COUNTER}: logits relative error {err:.3g}"
@@ -57,8 +57,8 @@ def test_checkpoint_without_batch_counters_loads(impl):
 
 @pytest.mark.clause("EXT-2")
 def test_sequential_form_loads_the_same_weights(impl):
-    ref = reference.prepare_reference(reference.timm_model("b0"), RESOLUTION)
-    model = impl.load_reference_weights(reference.build(impl.EfficientNetSequential), ref.state_dict()).eval()
+    ref = reference.prepare_reference(models.timm_model("b0"), RESOLUTION)
+    model = impl.load_reference_weights(models.to_run(impl.EfficientNetSequential), ref.state_dict()).eval()
     x = reference.images(2, 4, RESOLUTION)
     err = torchutil.rel_err(model(x), _logits(ref, reference.timm_taps, x))
     assert err <= TOL, f"EfficientNetSequential() with timm's B0 weights: logits relative error {err:.3g}"
@@ -75,7 +75,7 @@ def _first_misfit(source: dict, target: dict) -> tuple[str, str]:
 
 
 def _meta(factory) -> nn.Module:
-    return reference.build(factory, reference.META)
+    return models.to_run(factory, models.META)
 
 
 @pytest.mark.clause("EXT-2")
@@ -87,7 +87,7 @@ def _meta(factory) -> nn.Module:
     ],
 )
 def test_weights_of_another_variant_are_refused_naming_both_tensors(impl, source, target):
-    state = reference.timm_model_on(source, reference.META).state_dict()
+    state = models.timm_to_inspect(source).state_dict()
     model = _meta(reference.impl_factory(impl, target))
     key, model_key = _first_misfit(state, model.state_dict())
     with pytest.raises(ValueError, match="shape") as info:
@@ -99,7 +99,7 @@ def test_weights_of_another_variant_are_refused_naming_both_tensors(impl, source
 
 @pytest.mark.clause("EXT-2")
 def test_weights_for_another_number_of_classes_are_refused(impl):
-    state = reference.timm_model_on("b0", reference.META).state_dict()
+    state = models.timm_to_inspect("b0").state_dict()
     model = _meta(lambda: impl.efficientnet_b0(n_classes=10))
     key, model_key = _first_misfit(state, model.state_dict())
     with pytest.raises(ValueError, match="shape") as info:
@@ -111,7 +111,7 @@ def test_weights_for_another_number_of_classes_are_refused(impl):
 @pytest.mark.clause("EXT-2")
 @pytest.mark.parametrize("change", ["truncated", "extended"])
 def test_a_different_number_of_tensors_is_refused_with_both_counts(impl, change):
-    state = reference.timm_model_on("b0", reference.META).state_dict()
+    state = models.timm_to_inspect("b0").state_dict()
     keys = list(state)
     if change == "truncated":  # the classifier is missing
         state = {k: state[k] for k in keys[:-2]}
@@ -130,8 +130,8 @@ def test_a_different_number_of_tensors_is_refused_with_both_counts(impl, change)
     [("torchvision", "b5", True), ("torchvision", "b4", False), ("timm", "b5", False)],
 )
 def test_torchvision_b5_to_b7_weights_warn_about_batchnorm_eps(impl, source, name, warns, recwarn):
-    build_on = {"timm": reference.timm_model_on, "torchvision": reference.torchvision_model_on}[source]
-    state = build_on(name, reference.META).state_dict()
+    to_inspect = {"timm": models.timm_to_inspect, "torchvision": models.torchvision_to_inspect}[source]
+    state = to_inspect(name).state_dict()
     impl.load_reference_weights(_meta(reference.impl_factory(impl, name)), state)
     eps_warnings = [w for w in recwarn if "eps" in str(w.message)]
     if warns:

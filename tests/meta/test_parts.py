@@ -6,14 +6,14 @@ import pytest
 from torch import nn
 
 import effnet
-from tests.support import parts, reference
+from tests.support import models, parts, reference
 
 
 def test_a_networks_taps_are_the_modules_holding_the_references_segments() -> None:
     """timm's network against itself: each block, the head conv (``bn2``: timm taps its BatchNormAct2d) and
     the classifier are found as themselves; the stem (``conv_stem`` and ``bn1``, siblings) is no one module,
     so it is tapped at the first block's input."""
-    ref = reference.timm_meta("b0")
+    ref = models.timm_to_inspect("b0")
     taps = parts.taps_like(ref, ref, reference.timm_taps(ref, per_block=True))
     want = reference.timm_taps(ref, per_block=True)
     assert isinstance(taps["stem"], reference.InputOf)
@@ -28,8 +28,8 @@ def _held(module: nn.Module) -> list[int]:
 
 
 def test_effnets_parts_are_its_own_modules_whatever_they_are_called() -> None:
-    model = reference.build(lambda: effnet.efficientnet_b0(), reference.META)
-    ref = reference.timm_meta("b0")
+    model = models.to_run(lambda: effnet.efficientnet_b0(), models.META)
+    ref = models.timm_to_inspect("b0")
     taps = parts.taps_like(model, ref, reference.timm_taps(ref, per_block=True))
     own = reference.impl_taps(model, per_block=True)
     assert taps.keys() == own.keys()
@@ -45,7 +45,7 @@ def test_the_outermost_module_holding_a_segment_is_its_part() -> None:
 
 
 def test_a_network_of_other_shapes_fails_the_premise_arch5() -> None:
-    model = reference.build(lambda: effnet.efficientnet_b1(), reference.META)
-    ref = reference.timm_meta("b0")
+    model = models.to_run(lambda: effnet.efficientnet_b1(), models.META)
+    ref = models.timm_to_inspect("b0")
     with pytest.raises(AssertionError, match="premise ARCH-5"):
         parts.taps_like(model, ref, reference.timm_taps(ref))

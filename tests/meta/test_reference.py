@@ -1,4 +1,4 @@
-"""tests/support/reference.py's shortcuts change the cost of a build, never the model a test sees:
+"""tests/support/models.py's shortcuts change the cost of a build, never the model a test sees:
 the meta device's builds skip only the fills, and a model built to be overwritten computes, once
 every state_dict entry is copied in, what a model built with real weights computes."""
 
@@ -12,7 +12,7 @@ import torch.nn.functional as F  # noqa: N812 - the usual alias
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from tests.support import reference, torchutil
+from tests.support import models, reference, torchutil
 
 
 class _Block(nn.Module):
@@ -72,10 +72,10 @@ def _rename_keys(module: nn.Module, state: dict[str, torch.Tensor], prefix: str,
 
 
 def test_a_meta_build_has_the_cpu_builds_tensors_and_leaves_the_cpus_fills_alone() -> None:
-    meta, cpu = reference.build(_Block, reference.META), reference.build(_Block)
+    meta, cpu = models.to_run(_Block, models.META), models.to_run(_Block)
     assert torchutil.first_shape_mismatch(meta, cpu) is None
     assert all(t.is_meta for t in meta.state_dict().values())
-    with reference._NoFillOnMeta():  # only the meta device's fills are skipped
+    with models._NoFillOnMeta():  # only the meta device's fills are skipped
         assert torch.zeros(3).uniform_(1.0, 2.0).min() >= 1.0
 
 
@@ -96,13 +96,13 @@ def test_nn_inits_own_dispatch_skips_the_fill_on_meta_but_keeps_its_checks() -> 
     (torch.nn.Conv2d's default initialisation is kaiming_uniform_): their fill must not run on meta
     (it reached the meta kernels once the mode had popped itself), their argument checks still must."""
     w = torch.empty(8, 4, 3, 3, device="meta")
-    with _Ops() as ops, reference._NoFillOnMeta():
+    with _Ops() as ops, models._NoFillOnMeta():
         for init in (nn.init.kaiming_uniform_, nn.init.uniform_, nn.init.normal_):
             assert init(w) is w
         assert nn.init.constant_(w, 1.0) is w
     fills = [op for op in ops.seen if op.split(".")[0] in ("uniform_", "normal_", "fill_", "copy_")]
     assert not fills, f"filled on meta: {fills}"
-    with reference._NoFillOnMeta():
+    with models._NoFillOnMeta():
         for bad in ({"mode": "fan_inn"}, {"nonlinearity": "swishy"}):
             with pytest.raises(ValueError, match=r"(?i)mode|nonlinearity"):
                 nn.init.kaiming_uniform_(w, **bad)
@@ -115,7 +115,7 @@ def _bn_meta(x_shape: tuple[int, ...], channels: int, **kwargs: object) -> tuple
     x = torch.empty(x_shape, device="meta")
     stats = [torch.empty(channels, device="meta") for _ in range(4)]
     outs = []
-    for mode in (reference._MetaBatchNorm(), contextlib.nullcontext()):
+    for mode in (models._MetaBatchNorm(), contextlib.nullcontext()):
         with mode:
             y = F.batch_norm(x, *stats[:2], weight=stats[2], bias=stats[3], **kwargs)  # type: ignore[arg-type]
         outs.append((tuple(y.shape), y.stride()))
@@ -128,7 +128,7 @@ def test_the_meta_batchnorm_short_cut_gives_what_the_meta_kernel_gives(x_shape) 
     assert fast == kernel
     x = torch.empty(2, 5, 7, 9, device="meta").to(memory_format=torch.channels_last)
     stats = [torch.empty(5, device="meta") for _ in range(2)]
-    with reference._MetaBatchNorm():
+    with models._MetaBatchNorm():
         fast_cl = F.batch_norm(x, *stats)
     assert fast_cl.stride() == F.batch_norm(x, *stats).stride()
 
@@ -137,7 +137,7 @@ def _bn_error(*args: object, **kwargs: object) -> str:
     """What F.batch_norm raises (type and message) with the short cut, checked to be what it raises
     without it."""
     raised = []
-    for mode in (reference._MetaBatchNorm(), contextlib.nullcontext()):
+    for mode in (models._MetaBatchNorm(), contextlib.nullcontext()):
         with mode, pytest.raises((RuntimeError, ValueError, TypeError, AttributeError)) as error:
             F.batch_norm(*args, **kwargs)  # type: ignore[arg-type]
         raised.append(f"{error.type.__name__}: {error.value}")
@@ -163,7 +163,7 @@ def test_the_meta_batchnorm_short_cut_raises_where_the_kernel_raises() -> None:
     assert _bn_error(meta(2, 5, 3, 3), meta(5), meta(5), 1.0)  # a weight that is not a tensor
     assert _bn_error(1.0, meta(5), meta(5))  # nor an input
     y = torch.randn(2, 5, 3, 3)  # and the CPU computes as before
-    with reference._MetaBatchNorm():
+    with models._MetaBatchNorm():
         out = F.batch_norm(y, torch.zeros(5), torch.ones(5))
     assert torch.allclose(out, y / (1 + 1e-5) ** 0.5)
 
@@ -171,22 +171,22 @@ def test_the_meta_batchnorm_short_cut_raises_where_the_kernel_raises() -> None:
 def test_a_model_built_to_be_overwritten_computes_what_a_cpu_build_computes() -> None:
     x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     for cls in (_Block, _AttributeConstant, _NonPersistentBuffer, _Tied):
-        source = reference.randomise(reference.build(cls))
-        fast, slow = reference.build_to_overwrite(cls), reference.build(cls)
+        source = reference.randomise(models.to_run(cls))
+        fast, slow = models.to_overwrite(cls), models.to_run(cls)
         torchutil.copy_weights_in_order(source, fast)
         torchutil.copy_weights_in_order(source, slow)
         assert torch.equal(fast.eval()(x), slow.eval()(x)), cls.__name__
 
 
 def test_a_model_with_values_outside_its_state_dict_is_built_with_real_weights() -> None:
-    assert reference._state_dict_holds_everything(reference.build(_Block, reference.META))
+    assert models._state_dict_holds_everything(models.to_run(_Block, models.META))
     for cls in (_AttributeConstant, _NonPersistentBuffer, _Tied):
-        assert not reference._state_dict_holds_everything(reference.build(cls, reference.META)), cls.__name__
+        assert not models._state_dict_holds_everything(models.to_run(cls, models.META)), cls.__name__
 
 
 def test_a_model_given_the_references_tensors_computes_what_a_copy_computes() -> None:
     """with_weights_of shares the reference's tensors where every state_dict entry is a parameter
-    or buffer under its key, and falls back to a copy (build_to_overwrite) where it is not."""
+    or buffer under its key, and falls back to a copy (to_overwrite) where it is not."""
     x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     for cls, shares in (
         (_Block, True),
@@ -195,10 +195,10 @@ def test_a_model_given_the_references_tensors_computes_what_a_copy_computes() ->
         (_Tied, False),
         (_RenamedKeys, False),
     ):
-        source = reference.randomise(reference.build(cls))
-        copied = reference.build(cls)
+        source = reference.randomise(models.to_run(cls))
+        copied = models.to_run(cls)
         torchutil.copy_weights_in_order(source, copied)
-        model = reference.with_weights_of(source, cls)
+        model = models.with_weights_of(source, cls)
         assert not model.training, cls.__name__
         assert torch.equal(model(x), copied.eval()(x)), cls.__name__
         pointers = [t.data_ptr() for t in model.state_dict().values()]
@@ -208,41 +208,83 @@ def test_a_model_given_the_references_tensors_computes_what_a_copy_computes() ->
 
 def test_a_model_given_the_references_tensors_names_the_first_shape_that_differs() -> None:
     with pytest.raises(AssertionError, match=r"cannot copy weights by position: position 0: conv\.weight"):
-        reference.with_weights_of(reference.build(lambda: nn.Sequential(nn.Conv2d(3, 5, 3))), _Block)
+        models.with_weights_of(models.to_run(lambda: nn.Sequential(nn.Conv2d(3, 5, 3))), _Block)
+
+
+class _NeedsData(nn.Module):  # reads a value while it is built: the meta device has none
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, int(torch.ones(()).item()) * 4, 1)
+
+
+class _RaisesAnywhere(nn.Module):  # the implementation's own error, raised on any device
+    calls = 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        _RaisesAnywhere.calls += 1
+        self.conv = nn.Conv2d(3, 4, 1)
+        self.head = nn.Linear(4, -2)  # a width rule gone wrong
+
+
+@pytest.mark.parametrize("build", [models.to_inspect, models.call_on_meta_or_cpu])
+def test_a_failure_only_the_meta_device_causes_falls_back_to_the_cpu(build) -> None:
+    assert build(_NeedsData).conv.weight.device.type == "cpu"
+    assert build(_Block).conv.weight.device.type == "meta"
+
+
+@pytest.mark.parametrize("build", [models.to_inspect, models.call_on_meta_or_cpu])
+def test_an_error_raised_on_any_device_is_the_implementations_raised_once(build) -> None:
+    """Not repeated with real weights (the cost meta_caused avoids); the meta kernels of some torch
+    operators word a shape error otherwise than the CPU's (a broadcast, a convolution's channels)."""
+    with pytest.raises(RuntimeError) as on_cpu:
+        _RaisesAnywhere()
+    _RaisesAnywhere.calls = 0
+    with pytest.raises(RuntimeError) as raised:
+        build(_RaisesAnywhere)
+    assert str(raised.value) == str(on_cpu.value)
+    assert _RaisesAnywhere.calls == 1
+
+
+def _parametrised(test: object) -> list[object]:
+    """The values of a test's one ``parametrize`` mark, without their marks."""
+    (mark,) = [m for m in getattr(test, "pytestmark", []) if m.name == "parametrize"]
+    return [getattr(p, "values", [p])[0] for p in mark.args[1]]
 
 
 def test_the_servers_warm_up_makes_what_the_conformance_tests_ask_for(monkeypatch) -> None:
-    """tests/support/warm.py fills the caches under the very keys the tests look up (a key that
-    differs, say another eps, would only leave every forked run to compute it again)."""
+    """models.warm_up fills the caches under the very keys the tests look up, for every variant they
+    are parametrised with (a key that differs, say another eps, would only leave every forked run to
+    compute it again)."""
     from tests.conformance import test_architecture, test_numerics, test_torchvision
-    from tests.support import spec, warm
+    from tests.support import spec
 
     asked: list[tuple[object, ...]] = []
-    monkeypatch.setattr(reference, "timm_meta", lambda name: None)
-    monkeypatch.setattr(reference, "torchvision_meta", lambda name: None)
-    monkeypatch.setattr(reference, "timm_shapes", lambda *key: asked.append(("shapes", *key)))
-    monkeypatch.setattr(reference, "prepared_named", lambda *key, eps=None, keep=False: asked.append((*key, eps, keep)))
-    warm.warm()
-    names = [getattr(p, "values", [p])[0] for p in test_numerics.EVAL_VARIANTS]
-    wanted = [("timm", n, test_numerics.RESOLUTION, reference.CPU, None, True) for n in names]
+    monkeypatch.setattr(models, "timm_to_inspect", lambda name: None)
+    monkeypatch.setattr(models, "torchvision_to_inspect", lambda name: None)
+    monkeypatch.setattr(models, "timm_shapes", lambda *key: asked.append(("shapes", *key)))
+    monkeypatch.setattr(models, "prepared_named", lambda *key, eps=None, keep=False: asked.append((*key, eps, keep)))
+    models.warm_up()
+    num1 = _parametrised(test_numerics.test_eval_output_matches_timm_stage_by_stage)
+    wanted = [("timm", n, test_numerics.RESOLUTION, reference.CPU, None, True) for n in num1]
+    num4 = _parametrised(test_torchvision.test_eval_output_matches_torchvision_stage_by_stage)
     eps = test_torchvision.PYTORCH_EPS_VALUE
-    tv = test_torchvision.NAMED
-    wanted += [("torchvision", n, test_torchvision.RESOLUTION, reference.CPU, eps, True) for n in tv]
+    wanted += [("torchvision", n, models.EVAL_RESOLUTION, reference.CPU, eps, True) for n in num4]
     for name in spec.variants():
         wanted += [("shapes", name, reference.native_input(name)), ("shapes", name, test_architecture.SMALL_INPUT)]
     assert sorted(map(repr, asked)) == sorted(map(repr, wanted))
 
 
 def test_a_prepared_reference_is_kept_only_when_asked(monkeypatch) -> None:
-    monkeypatch.setattr(reference, "_PREPARED", {})
+    monkeypatch.setattr(models, "_PREPARED", {})
     args = ("timm", "b0", 32, reference.CPU)
-    one, other = reference.prepared_named(*args), reference.prepared_named(*args)
+    one, other = models.prepared_named(*args), models.prepared_named(*args)
     assert one is not other  # freed with its test
     # Made again, it is the same (seeded): a kept one, made in subrun's server, is what a run would make.
     assert one.expected.keys() == other.expected.keys()
     assert all(torch.equal(one.expected[k], other.expected[k]) for k in one.expected)
-    kept = reference.prepared_named(*args, keep=True)
-    assert reference.prepared_named(*args) is kept
-    fresh = reference.prepared_named(*args, eps=1e-3)
+    kept = models.prepared_named(*args, keep=True)
+    assert models.prepared_named(*args) is kept
+    fresh = models.prepared_named(*args, eps=1e-3)
     assert fresh is not kept
     assert {bn.eps for bn in torchutil.batchnorms(fresh.model)} == {1e-3}

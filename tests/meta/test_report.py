@@ -324,12 +324,12 @@ def test_a_failure_that_decides_a_property_is_shrunk_as_usual(running_test_cites
 def test_only_an_error_that_the_meta_device_caused_is_repeated_on_the_cpu():
     from torch import nn
 
-    from tests.support import reference
+    from tests.support import models
 
-    assert reference.meta_caused(RuntimeError("Tensor.item() cannot be called on meta tensors"))
-    assert reference.meta_caused(NotImplementedError("Could not run 'aten::nonzero' with arguments from the 'Meta'"))
-    assert not reference.meta_caused(ValueError("would have 1,665,349,112 parameters, more than the limit"))
-    assert not reference.meta_caused(RuntimeError("The size of tensor a (8) must match the size of tensor b (16)"))
+    assert models.meta_caused(RuntimeError("Tensor.item() cannot be called on meta tensors"))
+    assert models.meta_caused(NotImplementedError("Could not run 'aten::nonzero' with arguments from the 'Meta'"))
+    assert not models.meta_caused(ValueError("would have 1,665,349,112 parameters, more than the limit"))
+    assert not models.meta_caused(RuntimeError("The size of tensor a (8) must match the size of tensor b (16)"))
     devices: list[str] = []
 
     def refuses() -> nn.Module:
@@ -337,7 +337,7 @@ def test_only_an_error_that_the_meta_device_caused_is_repeated_on_the_cpu():
         raise ValueError("n_classes must be at least 1, got 0")
 
     with pytest.raises(ValueError, match="n_classes"):
-        reference.structure(refuses)
+        models.to_inspect(refuses)
     assert devices == ["meta"], "the implementation's own error was built again on the CPU"
 
     def needs_data() -> nn.Module:
@@ -347,7 +347,7 @@ def test_only_an_error_that_the_meta_device_caused_is_repeated_on_the_cpu():
         return layer
 
     devices.clear()
-    assert reference.structure(needs_data).weight.device.type == "cpu"
+    assert models.to_inspect(needs_data).weight.device.type == "cpu"
     assert devices == ["meta", "cpu"]
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.support import reference, spec
+from tests.support import models, spec
 
 N_CLASSES = 1000  # the API default (API-2): the variants of expected.toml are ImageNet classifiers
 IN_CHANNELS = 3  # RGB input (ARCH-2)
@@ -213,11 +213,11 @@ GENERATOR_GRID = [
 @pytest.mark.parametrize(("w", "d"), GENERATOR_GRID)
 def test_timms_generator_follows_the_spec_rules_at_any_factors(w, d):
     n_classes = 10
-    got = spec.shape_signature(reference.timm_scaled_meta(w, d, n_classes))
+    got = spec.shape_signature(models.timm_scaled_to_inspect(w, d, n_classes))
     want = derive_at(w, d, 224, n_classes).tally.signature
     first = next((i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b), min(len(got), len(want)))
     assert got == want, (
-        f"{reference.TIMM_GENERATOR} at w={w}, d={d}: {len(got)} tensors, the spec's rules give {len(want)}; "
+        f"{models.TIMM_GENERATOR} at w={w}, d={d}: {len(got)} tensors, the spec's rules give {len(want)}; "
         f"first difference at position {first}: timm {got[first : first + 1]}, spec {want[first : first + 1]}"
     )
 

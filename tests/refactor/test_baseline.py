@@ -45,7 +45,7 @@ from hypothesis import strategies as st
 from torch import Tensor, nn
 
 from tests.support import baseline as baseline_support
-from tests.support import premises, reference, spec, strategies, torchutil
+from tests.support import models, premises, spec, strategies, torchutil
 
 pytestmark = pytest.mark.clause("REF-1")
 
@@ -395,8 +395,8 @@ def _variant(module: Any, name: str, whose: str) -> Callable[..., nn.Module]:
 def test_named_variant_has_the_baseline_structure(impl, baseline, name):
     """Every named variant on the meta device (milliseconds even for L2): the baseline's tensors, in
     its order, parameters where it has parameters."""
-    model = reference.build(_variant(impl, name, "the implementation"), reference.META)
-    base = reference.build(_variant(baseline.module, name, "the baseline"), reference.META)
+    model = models.to_run(_variant(impl, name, "the implementation"), models.META)
+    base = models.to_run(_variant(baseline.module, name, "the baseline"), models.META)
     problem = torchutil.first_exact_shape_mismatch(model, base) or premises.first_kind_mismatch(model, base)
     assert problem is None, f"efficientnet_{name}()'s tensors differ from {baseline.description}'s: {problem}"
 

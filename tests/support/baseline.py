@@ -204,7 +204,7 @@ def baseline(pytestconfig: pytest.Config) -> Baseline:
 
 class WhatItDefines:
     """The baseline as REF-1's tests see it: a name of the tutorial's API that it lacks, or defines with
-    another signature (``impl.unusable``), leaves the test that needs it undecided (a skip naming it), as
+    another signature (``loader.unusable``), leaves the test that needs it undecided (a skip naming it), as
     the implementation's view does; any two implementations that define a network constructor compare."""
 
     def __init__(self, module: ModuleType) -> None:

@@ -57,7 +57,7 @@ from types import ModuleType
 import torch
 from torch import Tensor, nn
 
-from tests.support import reference
+from tests.support import models
 
 _BLAME = "_effnet_blame"
 _CONCLUSIVE = "_effnet_conclusive"
@@ -321,7 +321,7 @@ def se_squeezes_to_zero(impl: ModuleType) -> str | None:
 def _batchnorms_of(build: Callable[[], nn.Module]) -> list[nn.Module]:
     """The BatchNorm layers of a model, built on the meta device where the implementation allows it
     (a B7 has 66M parameters; only the layers' settings are read), else on CPU."""
-    model = reference.structure(build)
+    model = models.to_inspect(build)
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
 
 

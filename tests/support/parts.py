@@ -18,7 +18,7 @@ from types import ModuleType
 import pytest
 from torch import nn
 
-from tests.support import boundary, reference, torchutil
+from tests.support import boundary, models, reference, torchutil
 from tests.support.evidence import blame
 
 # The network constructor a part is looked for in, by preference, and the call that builds it.
@@ -70,7 +70,7 @@ def network_ses(impl: ModuleType) -> list[FoundSE]:
     call = f"{name}{args}" if len(args) > 1 else f"{name}({args[0]})"
     with blame():  # building the network is ARCH-6's and API-2's business
         model = constructor(*args)
-    ref = reference.timm_scaled_meta(*factors)
+    ref = models.timm_scaled_to_inspect(*factors)
     with blame("ARCH-5"):
         problem = torchutil.first_shape_mismatch(model, ref)
         assert problem is None, f"premise ARCH-5: {call}'s parameters are not timm's in order: {problem}"

@@ -15,7 +15,7 @@ from types import ModuleType
 
 from torch import nn
 
-from tests.support import boundary, reference, spec, torchutil
+from tests.support import boundary, models, spec, torchutil
 from tests.support.evidence import blame
 
 SCALING = spec.data()["scaling"]
@@ -92,8 +92,8 @@ def first_kind_mismatch(model: nn.Module, ref: nn.Module) -> str | None:
 def state_dict_problem(model: nn.Module, form: str, w: float, d: float, n: int) -> str | None:
     """None when ``model``, the implementation's ``form(w, d, n)``, has the shapes, kinds and
     parameter count of timm's generator at the same factors (ARCH-5), else what differs first."""
-    ref = reference.timm_scaled_meta(w, d, n)
-    where = f"{form}({w!r}, {d!r}, {n}) vs {reference.TIMM_GENERATOR} at the same factors"
+    ref = models.timm_scaled_to_inspect(w, d, n)
+    where = f"{form}({w!r}, {d!r}, {n}) vs {models.TIMM_GENERATOR} at the same factors"
     problem = torchutil.first_shape_mismatch(model, ref) or first_kind_mismatch(model, ref)
     if problem:
         return f"{where}: state_dict differs at {problem}"
@@ -115,7 +115,7 @@ def variant_matches_timm(impl: ModuleType, name: str) -> None:
     meta device before a test builds both with real weights: where the shapes differ, weights
     cannot be copied by position, and a numerical test is undecided in milliseconds instead of
     building, calibrating and running two models for nothing."""
-    model = reference.impl_shapes_only(impl, name)
-    problem = torchutil.first_shape_mismatch(model, reference.timm_meta(name))
+    model = models.impl_to_inspect(impl, name)
+    problem = torchutil.first_shape_mismatch(model, models.timm_to_inspect(name))
     with blame("ARCH-5"):
         assert problem is None, f"premise ARCH-5: efficientnet_{name}'s state_dict differs from timm's at {problem}"

@@ -3,12 +3,11 @@ once.
 
 The meta-tests run pytest end to end (a broken fork's message, the report file, ID files, the
 refactor check) and the mutant runners run the conformance suite once per fork.  A fresh
-interpreter spends most of a short run importing torch, timm and torchvision (about 6 s of a 7 s
-run on a 2-core machine); a child forked from a multiprocessing forkserver that imported them
-already starts in milliseconds.  The child is an ordinary pytest run: its environment is the one
-given (replacing the server's), its working directory and ``sys.path[0]`` are ``cwd`` (as with
-``python -m pytest``), its output goes to files read back afterwards, and it exits with pytest's
-status.
+interpreter spends most of a short run importing torch, timm and torchvision; a child forked from a
+multiprocessing forkserver that imported them already starts in milliseconds.  The child is an
+ordinary pytest run: its environment is the one given (replacing the server's), its working
+directory and ``sys.path[0]`` are ``cwd`` (as with ``python -m pytest``), its output goes to files
+read back afterwards, and it exits with pytest's status.
 
 What the server cannot change after its imports is settled by the environment it started with:
 a run whose environment sets an import-time variable (``IMPORT_TIME``) to another value than the
@@ -18,6 +17,7 @@ subprocess (for checking that the two agree).  Windows has no forkserver: plain 
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import resource
@@ -32,27 +32,25 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PRELOAD = ["torch", "timm", "torchvision", "hypothesis", "numpy", "pytest", "xdist"]
-# With ``warm``, the server also imports tests/support/warm_server.py, which does the reference work that
-# depends on nothing of the implementation: 13 s once, against about 5 s saved in every whole
-# conformance run forked from it.  A sweep of at least this many whole runs asks for it.
-WARM = "tests.support.warm_server"
+# With ``warm``, the server also imports tests/support/warm.py, which does the reference work that
+# depends on nothing of the implementation once, where every whole conformance run forked from it
+# would do it again.  A sweep of at least this many whole runs asks for it.
+WARM = "tests.support.warm"
 WARM_PAYS_FROM = 4
-FREEZE = "tests.support.frozen_server"  # imported last: the server's heap frozen (gc.freeze)
 # Read once, when torch (or Python) starts: a child of the server cannot take another value.
 IMPORT_TIME = ("ATEN_CPU_CAPABILITY", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "PYTHONPATH", "PYTHONHASHSEED")
 
 
 def preload_context(no_preload: bool = False, warm: bool = False) -> BaseContext | None:
-    """The forkserver that imports PRELOAD (with ``warm`` also WARM), then FREEZE, once, from which each run is
-    forked (it starts with the first run; a process has one, whose first caller chooses); None
-    (plain subprocesses) with ``no_preload``, with ``EFFNET_NO_PRELOAD=1`` or where there is no
-    forkserver."""
+    """The forkserver that imports PRELOAD (with ``warm`` also WARM) once, from which each run is forked
+    (it starts with the first run; a process has one, whose first caller chooses); None (plain
+    subprocesses) with ``no_preload``, with ``EFFNET_NO_PRELOAD=1`` or where there is no forkserver."""
     if no_preload or os.environ.get("EFFNET_NO_PRELOAD") == "1":
         return None
     if "forkserver" not in multiprocessing.get_all_start_methods():  # not on Windows
         return None
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([*PRELOAD, *([WARM] if warm else []), FREEZE])
+    context.set_forkserver_preload([*PRELOAD, *([WARM] if warm else [])])
     return context
 
 
@@ -64,7 +62,13 @@ _IMPORTED_PLUGINS = "ignore:Module already imported so cannot be rewritten:pytes
 
 def _child(args: list[str], out: str, err: str, env: dict[str, str], cwd: str) -> None:
     """In a process forked from the server: ``pytest ARGS`` in ``cwd`` with exactly ``env``, its
-    standard output and error in the files ``out`` and ``err`` (the same file for both is allowed)."""
+    standard output and error in the files ``out`` and ``err`` (the same file for both is allowed).
+
+    First the heap the server handed down is frozen (gc.freeze): what the server holds (torch, timm,
+    torchvision, a warm server's prepared references) is read by the run, never freed; out of the
+    collector's reach, the run's garbage collections neither walk those objects nor write to their
+    pages (each write copies a page out of the server's memory)."""
+    gc.freeze()
     os.environ.clear()
     os.environ.update(env)
     os.chdir(cwd)
@@ -100,9 +104,7 @@ def _child(args: list[str], out: str, err: str, env: dict[str, str], cwd: str) -
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # the number was taken by another user's process: ours has ended
+    except (ProcessLookupError, PermissionError):  # PermissionError: the number is another user's now
         return False
     return True
 
@@ -180,8 +182,8 @@ def run_pytest_to(
 def one_thread_under_xdist(env: dict[str, str]) -> dict[str, str]:
     """``env`` with OMP_NUM_THREADS=1 (unless it sets it) when called from an xdist worker: the worker
     owns one core while the other workers keep theirs busy, and a child on torch's default of one thread
-    per core (or a runner's ``cpu_count // jobs``) oversubscribes them; OpenMP's threads spin (measured:
-    the generators' legs took 1,134 s and 978 s instead of 100 s and 43 s)."""
+    per core (or a runner's ``cpu_count // jobs``) oversubscribes them; OpenMP's threads spin, and the
+    run takes many times as long."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         env.setdefault("OMP_NUM_THREADS", "1")
     return env

@@ -205,17 +205,6 @@ def depends_on(clause: str) -> frozenset[str]:
     return frozenset(found)
 
 
-def root_causes(failed: list[str], evident: frozenset[str] = frozenset()) -> tuple[list[str], dict[str, list[str]]]:
-    """Split failed clauses (in document order) into root causes, none of whose dependencies
-    failed, and consequences: clause -> the root causes among its dependencies that explain it.
-    A clause in ``evident`` (its failure shows a known departure's signature) is a root cause
-    whatever else failed: the evidence shows a departure of its own."""
-    failing = set(failed)
-    roots = [c for c in failed if c in evident or not (depends_on(c) & failing)]
-    consequences = {c: [r for r in roots if r in depends_on(c)] for c in failed if c not in roots}
-    return roots, consequences
-
-
 # --- Errata ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Erratum:
@@ -266,8 +255,10 @@ class Collector:
         self.items = {}
 
     def pytest_collection_finish(self, session):
+        from tests.support.plugin import item_clauses
+
         for item in session.items:
-            self.items[item.nodeid] = [c for m in item.iter_markers("clause") for c in m.args]
+            self.items[item.nodeid] = item_clauses(item)
 
 collector = Collector()
 code = pytest.main(sys.argv[2:], plugins=[collector])

@@ -43,7 +43,7 @@ four times per worker by default; once collection is done, the suite allows a re
 **KeyboardInterrupt and SystemExit** raised by code under test fail that test
 (``WouldEndRunError``).  A real Ctrl-C (a SIGINT the process received) still stops the run.
 
-**The recognisers of the errata** (tests/support/evidence.py) run the implementation's code in the
+**The recognisers of the errata** (tests/support/errata.py) run the implementation's code in the
 process that writes the report: each is bounded too, and under pytest-xdist it runs in a process
 forked for it, so that an exit or a crash there costs that erratum's name, not the verdict.
 
@@ -615,9 +615,10 @@ def _would_end_the_run(e: BaseException, consequence: str) -> WouldEndRunError:
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Each test's clauses, as its first report brings them to the controller (before it can crash)."""
     if _run is not None and _run.worker is None and report.nodeid not in _run.clauses:
-        props = dict(report.user_properties)
-        if "clauses" in props:
-            _run.clauses[report.nodeid] = str(props["clauses"])
+        from tests.support.verdict import Outcome
+
+        if (outcome := Outcome.from_properties(report.user_properties)) is not None:
+            _run.clauses[report.nodeid] = ",".join(outcome.cited)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -656,10 +657,11 @@ def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched: Any
     report.longrepr = message
     report.when = "call"  # type: ignore[assignment]
     clauses = (run.clauses.get(crashitem) if run is not None else None) or _checked_by(crashitem)
-    report.user_properties = [("clauses", clauses)]
+    report.user_properties = []
+    error = ""
     if found is not None and found.owner == "suite":
         error = f"WorkerCrashed: {message} at {found.path}:{found.line}"
-        report.user_properties += [(clause_report.SUITE_ERROR, error), (clause_report.BLAME, "")]
+    clause_report.record(report, clauses.split(","), suite_error=error)
 
 
 def _exit_status(node: Any) -> int | None:
@@ -729,14 +731,14 @@ def crash_message(worker: str, status: int | None, dump: str) -> tuple[str, Wher
 
 # --- The recognisers of the errata, bounded (and, under xdist, apart) ----------------------------------
 def recognise(erratum: str, module: ModuleType) -> str | None:
-    """``evidence.recognise(erratum, module)``, bounded in time; None where it did not return, exited
+    """``errata.recognise(erratum, module)``, bounded in time; None where it did not return, exited
     or crashed (the failing tests say why).  Under pytest-xdist it runs in a forked process: the
     controller has not run the implementation's code, nor started torch's threads, before."""
-    from tests.support import evidence
+    from tests.support import errata
 
     if _run is not None and _run.apart and hasattr(os, "fork"):
-        return _in_child(evidence.recognise, erratum, module, label=f"the recogniser of {erratum}")
-    return _guarded(evidence.recognise, erratum, module, label=f"the recogniser of {erratum}")
+        return _in_child(errata.recognise, erratum, module, label=f"the recogniser of {erratum}")
+    return _guarded(errata.recognise, erratum, module, label=f"the recogniser of {erratum}")
 
 
 def _guarded(fn: Callable[..., Any], *args: Any, label: str) -> Any:

@@ -210,7 +210,7 @@ def depends_on(clause: str) -> frozenset[str]:
 class Erratum:
     """A known departure from the spec: where it is seen (the tutorial, a real port), what it
     does, what the spec wants, the clause it violates, and the signature its recogniser checks
-    (tests/support/evidence.py) before the report names it."""
+    (tests/support/errata.py) before the report names it."""
 
     id: str
     departure: str

@@ -59,15 +59,9 @@ class Outcome:
         """The outcome a report's user properties carry, if any."""
         for key, value in properties:
             if key == OUTCOME and isinstance(value, dict):
-                blamed = value["blamed"]
-                blamed = None if blamed is None else tuple(blamed)
+                blamed = None if value["blamed"] is None else tuple(value["blamed"])
                 return cls(**{**value, "cited": tuple(value["cited"]), "blamed": blamed})
         return None
-
-    @property
-    def blame_applies(self) -> bool:
-        """Whether this is a failure that a ``blame`` (or an error of the suite) says is about some clauses."""
-        return self.outcome == "failed" and self.blamed is not None
 
     @property
     def fails_a_cited_clause(self) -> bool:
@@ -149,14 +143,15 @@ class Clauses:
 
     def count(self, o: Outcome) -> None:
         key = (len(o.cited), o.nodeid)
-        decided = [c for c in o.blamed or () if c in o.cited] if o.blame_applies else []
-        if o.blame_applies and o.conclusive and not o.expected_to_fail:
+        blamed = o.outcome == "failed" and o.blamed is not None  # a failure about some clauses only
+        decided = [c for c in o.blamed or () if c in o.cited] if blamed else []
+        if blamed and o.conclusive and not o.expected_to_fail:
             self.conclusive.update(decided)
         if o.outcome == "failed" and o.suite_error:
             self.suite_errors.append(f"{o.nodeid}: {o.suite_error}")
         for c in o.cited:
             r = self.results[c]
-            if o.blame_applies and c not in decided:
+            if blamed and c not in decided:
                 r.skipped += 1  # undecided: the failure is about another clause than this one
                 r.skip_reason = r.skip_reason or f"undecided: {o.nodeid} failed on {_undecided_on(o, decided)}"
             elif o.when == "call" and o.expected_to_fail:

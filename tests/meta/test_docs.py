@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import report, spec
+from tests.support import spec, verdict
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -48,8 +48,7 @@ def test_every_relative_link_resolves(page: Path):
 
 
 def test_the_report_page_names_every_json_field(tmp_path: Path):
-    rows = report.ClauseReport("fork").rows()
-    json_path, _ = report.write_report(tmp_path / "r", "fork", rows, "fork: no clause was checked")
+    json_path, _ = verdict.Report.of("fork", verdict.Clauses().rows(), []).write(tmp_path / "r")
     payload = json.loads(json_path.read_text())
     page = (DOCS / "report.md").read_text()
     fields = [*payload, *payload["clauses"][0]]

@@ -1,5 +1,5 @@
-"""The per-clause conformance report (tests/support/report.py): statuses, --report files, errata,
-and aggregation under pytest-xdist.
+"""The per-clause conformance report (tests/support/verdict.py and its pytest adapter,
+tests/support/report.py): statuses, --report files, errata, and aggregation under pytest-xdist.
 
 End to end, pytest runs in a subprocess on tests/conformance/test_api.py (a small, fast
 selection) against effnet, and under xdist against a copy of effnet with one deliberate break, and the
@@ -9,6 +9,7 @@ reports, where every outcome can be produced on demand.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conformance.test_api import VALID_CALLS
-from tests.support import evidence, loader, spec, subrun
+from tests.support import errata, evidence, loader, spec, subrun, verdict
 from tests.support import report as clause_report
 
 SELECTION = "tests/conformance/test_api.py"
@@ -110,7 +111,26 @@ def assert_verdict_is_last(output: str, payload: dict[str, Any]) -> None:
 
 
 # --- Status rules and errata on hand-made reports -------------------------------------------
-def make_report(clauses: str, outcome: str, when: str = "call", **extra: Any) -> pytest.TestReport:
+def _blamed(*clauses: str) -> BaseException:
+    """An assertion raised inside ``blame(*clauses)``."""
+    try:
+        with evidence.blame(*clauses):
+            raise AssertionError("x")
+    except AssertionError as e:
+        return e
+    raise AssertionError("unreachable")
+
+
+def make_report(
+    clauses: str,
+    outcome: str,
+    when: str = "call",
+    exc: BaseException | None = None,
+    suite_error: str = "",
+    **extra: Any,
+) -> pytest.TestReport:
+    """A pytest report of a test citing ``clauses`` (comma-separated), with its outcome as
+    tests/support/report.py records it (``exc``: the exception the test raised)."""
     longrepr: Any = extra.pop("longrepr", None)
     if outcome == "failed" and longrepr is None:
         longrepr = "E       AssertionError: the squeeze is not a mean"
@@ -119,17 +139,17 @@ def make_report(clauses: str, outcome: str, when: str = "call", **extra: Any) ->
     report = pytest.TestReport(
         f"tests/x.py::test_{clauses}", ("x.py", 1, "t"), {}, outcome, longrepr, when, user_properties=[]
     )
-    report.user_properties.append(("clauses", clauses))
     for key, value in extra.items():
         setattr(report, key, value)
+    clause_report.record(report, clauses.split(","), exc, suite_error)
     return report
 
 
-def statuses(*reports: pytest.TestReport, module: ModuleType | None = None) -> dict[str, dict[str, Any]]:
+def statuses(*reports: pytest.TestReport, module: ModuleType | None = None) -> dict[str, verdict.Row]:
     collected = clause_report.ClauseReport("fork", module)
     for r in reports:
-        collected.add(r)
-    return by_clause({"clauses": collected.rows()})
+        collected.pytest_runtest_logreport(r)
+    return {row.clause: row for row in collected.report().clauses}
 
 
 def test_status_rules():
@@ -156,9 +176,9 @@ def test_status_rules():
         "SE-1": "not run",
         "NUM-3": "FAILED",  # a strict xfail that passed: the --xfails-file entry is stale
     }
-    assert {c: rows[c]["status"] for c in expected} == expected
-    assert rows["API-6"]["detail"] == "1 skipped: no forward_stages"
-    assert rows["SE-2"]["detail"] == "tests/x.py::test_SE-2 (in setup): AssertionError: the squeeze is not a mean"
+    assert {c: rows[c].status for c in expected} == expected
+    assert rows["API-6"].detail == "1 skipped: no forward_stages"
+    assert rows["SE-2"].detail == "tests/x.py::test_SE-2 (in setup): AssertionError: the squeeze is not a mean"
 
 
 def test_the_detail_is_the_most_specific_failure():
@@ -166,8 +186,8 @@ def test_the_detail_is_the_most_specific_failure():
     squeeze = make_report("SE-1", "failed", longrepr="E   AssertionError: the squeeze is not the mean")
     for order in ([whole_block, squeeze], [squeeze, whole_block]):  # xdist reports in any order
         rows = statuses(*order)
-        assert rows["SE-1"]["detail"] == "tests/x.py::test_SE-1: AssertionError: the squeeze is not the mean"
-        assert rows["SE-2"]["detail"].endswith("the block output differs")
+        assert rows["SE-1"].detail == "tests/x.py::test_SE-1: AssertionError: the squeeze is not the mean"
+        assert rows["SE-2"].detail.endswith("the block output differs")
 
 
 # A hypothesis exception group, as pytest prints it: with "E" prefixes (an assertion rewritten
@@ -200,27 +220,27 @@ TRACEBACKS = [
 @pytest.mark.parametrize("lines", [BOXED, TRACEBACKS], ids=["E-lines", "tracebacks"])
 def test_the_detail_of_a_hypothesis_exception_group_is_its_messages(lines):
     rows = statuses(make_report("SE-1", "failed", longrepr="\n".join(lines)))
-    assert rows["SE-1"]["detail"] == (
+    assert rows["SE-1"].detail == (
         f"tests/x.py::test_SE-1: {GROUP_LINE} AssertionError: the gate is not sigmoid RuntimeError: zero channels"
     )
 
 
 def test_verdicts():
-    def verdict(*reports: pytest.TestReport) -> str:
-        return clause_report.verdict("fork", list(statuses(*reports).values()))
+    def line(*reports: pytest.TestReport) -> str:
+        return verdict.verdict("fork", list(statuses(*reports).values()))
 
-    assert verdict() == "fork: no clause was checked (no selected test cites one)"
+    assert line() == "fork: no clause was checked (no selected test cites one)"
     n = len(spec.clauses())
-    assert verdict(make_report("API-1", "passed"), make_report("API-6", "skipped")) == (
+    assert line(make_report("API-1", "passed"), make_report("API-6", "skipped")) == (
         f"fork conforms to every clause that ran: 1 passed, 1 skipped; {n - 2} of {n} clauses not run"
     )
-    assert verdict(make_report("API-1", "passed"), make_report("SE-1", "skipped", wasxfail="E-1")).startswith(
+    assert line(make_report("API-1", "passed"), make_report("SE-1", "skipped", wasxfail="E-1")).startswith(
         "fork fails only known deviations (SE-1): 1 XFAIL, 1 passed;"
     )
-    assert verdict(make_report("API-1", "failed"), make_report("SE-1", "passed")).startswith(
+    assert line(make_report("API-1", "failed"), make_report("SE-1", "passed")).startswith(
         "fork does NOT conform: 1 of 2 clauses failed (API-1); root cause API-1; 1 FAILED, 1 passed;"
     )
-    assert verdict(
+    assert line(
         make_report("SCALE-1", "failed"), make_report("ARCH-5", "failed"), make_report("SE-1", "failed")
     ).startswith("fork does NOT conform: 3 of 3 clauses failed (ARCH-5, SE-1, SCALE-1); root causes SE-1, SCALE-1;")
 
@@ -234,12 +254,12 @@ def test_root_causes_are_the_failed_clauses_no_failed_dependency_explains():
         make_report("SE-1", "failed"),  # the numerics depend on it, the layer shapes do not
         make_report("REG-3", "passed"),
     )
-    assert [c for c, r in rows.items() if r["root_cause"]] == ["SE-1", "SCALE-1"]
-    assert rows["ARCH-5"]["consequence_of"] == ["SCALE-1"]
-    assert rows["NUM-1"]["consequence_of"] == ["SE-1", "SCALE-1"]
-    assert rows["SE-1"]["consequence_of"] == []
-    assert rows["REG-3"]["consequence_of"] == []
-    lines = clause_report.root_cause_lines(list(rows.values()))
+    assert [c for c, r in rows.items() if r.root_cause] == ["SE-1", "SCALE-1"]
+    assert rows["ARCH-5"].consequence_of == ["SCALE-1"]
+    assert rows["NUM-1"].consequence_of == ["SE-1", "SCALE-1"]
+    assert rows["SE-1"].consequence_of == []
+    assert rows["REG-3"].consequence_of == []
+    lines = verdict.root_cause_lines(list(rows.values()))
     assert lines[0].startswith("root cause SE-1 (Average squeeze): tests/x.py::test_SE-1"), lines
     assert lines[1].startswith("root cause SCALE-1 (Width rounding)"), lines
     assert "consequence: ARCH-5 fails because SCALE-1 failed" in lines, lines
@@ -247,23 +267,15 @@ def test_root_causes_are_the_failed_clauses_no_failed_dependency_explains():
 
 
 def test_a_blamed_failure_fails_only_the_clauses_it_blames():
-    whole = make_report("BLOCK-3,BLOCK-4", "failed")
-    whole.user_properties.append((clause_report.BLAME, "BLOCK-4"))
+    whole = make_report("BLOCK-3,BLOCK-4", "failed", exc=_blamed("BLOCK-4"))
     rows = statuses(whole, make_report("BLOCK-3", "passed"))
-    assert (rows["BLOCK-4"]["status"], rows["BLOCK-4"]["failed"]) == ("FAILED", 1)
-    assert (rows["BLOCK-3"]["status"], rows["BLOCK-3"]["skipped"]) == ("partial", 1), rows["BLOCK-3"]
-    assert "undecided: tests/x.py::test_BLOCK-3,BLOCK-4 failed on BLOCK-4" in rows["BLOCK-3"]["detail"]
+    assert (rows["BLOCK-4"].status, rows["BLOCK-4"].failed) == ("FAILED", 1)
+    assert (rows["BLOCK-3"].status, rows["BLOCK-3"].skipped) == ("partial", 1), rows["BLOCK-3"]
+    assert "undecided: tests/x.py::test_BLOCK-3,BLOCK-4 failed on BLOCK-4" in rows["BLOCK-3"].detail
 
 
 def test_blame_travels_with_the_exception_and_unites_over_exception_groups():
-    def fail(*clauses: str) -> BaseException:
-        try:
-            with evidence.blame(*clauses):
-                raise AssertionError("x")
-        except AssertionError as e:
-            return e
-        raise AssertionError("unreachable")
-
+    fail = _blamed
     assert evidence.blamed(fail("SE-1")) == ("SE-1",)
     group = ExceptionGroup("two", [fail("SE-1"), fail("SE-2")])  # type: ignore[list-item]
     assert evidence.blamed(group) == ("SE-1", "SE-2")
@@ -272,17 +284,17 @@ def test_blame_travels_with_the_exception_and_unites_over_exception_groups():
 
 
 def test_a_failure_blamed_on_no_cited_clause_is_undecided_for_all():
-    build = make_report("BLOCK-2", "failed")
-    build.user_properties.append((clause_report.BLAME, ""))
+    build = make_report("BLOCK-2", "failed", exc=_blamed())
     row = statuses(build)["BLOCK-2"]
-    assert (row["status"], row["failed"], row["skipped"]) == ("skipped", 0, 1), row
-    assert "failed on a step that another clause's tests check" in row["detail"]
+    assert (row.status, row.failed, row.skipped) == ("skipped", 0, 1), row
+    assert "failed on a step that another clause's tests check" in row.detail
 
 
 @pytest.fixture
-def running_test_cites(monkeypatch: pytest.MonkeyPatch):
+def running_test_cites():
     """Pretend the running test cites these clauses (the report plugin sets them around each test)."""
-    return lambda *clauses: monkeypatch.setattr(evidence, "cited", clauses)
+    with contextlib.ExitStack() as stack:
+        yield lambda *clauses: stack.enter_context(evidence.citing(clauses))
 
 
 def _property(calls: list[int], *clauses: str):
@@ -378,42 +390,42 @@ def test_an_erratum_is_named_only_when_its_signature_shows(max_pool_se):
     # The same failure of SE-1 (a tolerance, say a TF32 rounding difference on a GPU): effnet's SE
     # is an average, so E-1 is not named; a max-pool SE shows E-1's signature, so it is.
     tolerance = make_report("SE-1", "failed", longrepr="E   AssertionError: the gate differs by 3.1e-04 relative")
-    assert statuses(tolerance, module=loader.load("effnet"))["SE-1"]["errata"] == []
-    (named,) = statuses(tolerance, module=max_pool_se)["SE-1"]["errata"]
+    assert statuses(tolerance, module=loader.load("effnet"))["SE-1"].errata == []
+    (named,) = statuses(tolerance, module=max_pool_se)["SE-1"].errata
     assert named.startswith("E-1: the tutorial: SE squeeze is AdaptiveMaxPool2d; the spec: global average pooling: ")
     assert "max-pool squeeze" in named
     # E-1 is SE-1's erratum: a failure of another clause does not name it, even in the max-pool fork.
     rows = statuses(make_report("NUM-1", "failed"), make_report("SE-2", "failed"), module=max_pool_se)
-    assert rows["NUM-1"]["errata"] == []
-    assert rows["SE-2"]["errata"] == []
-    assert statuses(make_report("SE-1", "passed"), module=max_pool_se)["SE-1"]["errata"] == [], "only beside failures"
+    assert rows["NUM-1"].errata == []
+    assert rows["SE-2"].errata == []
+    assert statuses(make_report("SE-1", "passed"), module=max_pool_se)["SE-1"].errata == [], "only beside failures"
 
 
 def test_a_clause_that_shows_an_erratum_is_a_root_cause_of_its_own(monkeypatch, max_pool_se):
     # The tutorial's schedule fails REG-2 and its element-wise dropout REG-1, on which REG-2 depends:
     # without evidence REG-2 is REG-1's consequence; with E-3's signature it is a departure of its own.
     failures = (make_report("REG-1", "failed"), make_report("REG-2", "failed"))
-    assert statuses(*failures)["REG-2"]["consequence_of"] == ["REG-1"]
+    assert statuses(*failures)["REG-2"].consequence_of == ["REG-1"]
     monkeypatch.setattr(clause_report, "recognised", lambda e, module: "one rate per stage" if e == "E-3" else None)
     rows = statuses(*failures, module=max_pool_se)
-    assert rows["REG-2"]["root_cause"]
-    assert rows["REG-2"]["errata"][0].startswith("E-3: ")
-    assert rows["REG-1"]["root_cause"]
+    assert rows["REG-2"].root_cause
+    assert rows["REG-2"].errata[0].startswith("E-3: ")
+    assert rows["REG-1"].root_cause
 
 
 def test_every_erratum_names_a_defined_clause_and_has_a_recogniser():
-    errata = spec.errata()
-    assert errata, "SPEC.md's errata table is empty or unreadable"
-    assert [e.id for e in errata] == [f"E-{i}" for i in range(1, len(errata) + 1)]
-    unknown = [(e.id, c) for e in errata for c in e.clauses or ("(none)",) if c not in spec.clauses()]
+    table = spec.errata()
+    assert table, "SPEC.md's errata table is empty or unreadable"
+    assert [e.id for e in table] == [f"E-{i}" for i in range(1, len(table) + 1)]
+    unknown = [(e.id, c) for e in table for c in e.clauses or ("(none)",) if c not in spec.clauses()]
     assert not unknown, f"errata cite undefined clauses: {unknown}"
-    assert [e.id for e in errata] == list(evidence.RECOGNISERS), "one recogniser per erratum, in table order"
-    assert all(e.signature for e in errata), "every erratum states the signature its recogniser checks"
+    assert [e.id for e in table] == list(errata.RECOGNISERS), "one recogniser per erratum, in table order"
+    assert all(e.signature for e in table), "every erratum states the signature its recogniser checks"
 
 
 def test_no_recogniser_sees_a_departure_in_effnet():
     effnet = loader.load("effnet")
-    seen = {e: found for e in evidence.RECOGNISERS if (found := evidence.recognise(e, effnet))}
+    seen = {e: found for e in errata.RECOGNISERS if (found := errata.recognise(e, effnet))}
     assert not seen, f"recognisers fire on the conforming effnet: {seen}"
 
 
@@ -444,21 +456,17 @@ def test_an_exception_in_the_suites_own_code_is_an_error_of_the_suite():
 
 
 def test_an_error_of_the_suite_is_undecided_for_its_clauses_and_named_in_the_verdict():
+    error = "IndexError: list index out of range at tests/conformance/x.py:3"
+    failed = make_report("REG-1,REG-2", "failed", suite_error=error, longrepr="E   IndexError: list index out of range")
     collected = clause_report.ClauseReport("fork")
-    error = make_report("REG-1,REG-2", "failed", longrepr="E   IndexError: list index out of range")
-    error.user_properties += [
-        (clause_report.SUITE_ERROR, "IndexError: list index out of range at tests/conformance/x.py:3"),
-        (clause_report.BLAME, ""),
-    ]
-    collected.add(error)
-    collected.add(make_report("API-1", "passed"))
-    rows = by_clause({"clauses": collected.rows()})
-    assert rows["REG-1"]["status"] == rows["REG-2"]["status"] == "skipped"
-    assert "an error of the suite (IndexError" in rows["REG-1"]["detail"]
-    assert collected.suite_errors == [
-        "tests/x.py::test_REG-1,REG-2: IndexError: list index out of range at tests/conformance/x.py:3"
-    ]
-    text = clause_report.verdict("fork", list(rows.values()), len(collected.suite_errors))
+    for report in (failed, make_report("API-1", "passed")):
+        collected.pytest_runtest_logreport(report)
+    found = collected.report()
+    rows = {row.clause: row for row in found.clauses}
+    assert rows["REG-1"].status == rows["REG-2"].status == "skipped"
+    assert "an error of the suite (IndexError" in rows["REG-1"].detail
+    assert found.suite_errors == [f"tests/x.py::test_REG-1,REG-2: {error}"]
+    text = found.verdict
     assert text.startswith("fork conforms to every clause that ran")
     assert "1 error of the suite (not of the implementation" in text
 
@@ -472,7 +480,7 @@ def test_the_detail_leaves_out_pytests_assertion_introspection():
         ]
     )
     rows = statuses(make_report("SE-1", "failed", longrepr=longrepr))
-    assert rows["SE-1"]["detail"] == (
+    assert rows["SE-1"].detail == (
         "tests/x.py::test_SE-1: AssertionError: SEBlock(1, r=1): the gate is not the mean's (relative error 1.43e-02)"
     )
 
@@ -487,6 +495,4 @@ def test_the_detail_leaves_out_hypothesis_reproduction_of_the_example():
         ]
     )
     rows = statuses(make_report("SE-1", "failed", longrepr=longrepr))
-    assert (
-        rows["SE-1"]["detail"] == "tests/x.py::test_SE-1: AssertionError: SEBlock(1, r=1): the gate is not the mean's"
-    )
+    assert rows["SE-1"].detail == "tests/x.py::test_SE-1: AssertionError: SEBlock(1, r=1): the gate is not the mean's"

@@ -11,15 +11,13 @@ which fails exactly one API-3 test.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
 
-from tests.support import idfiles, subrun
+from tests.support import idfiles, subrun, verdict
 
 ROOT = Path(__file__).resolve().parents[2]
 SELECTION = "tests/conformance/test_api.py"
@@ -35,7 +33,7 @@ def deviating_fork(tmp_path: Path) -> Path:
     return path
 
 
-def run(tmp_path: Path, impl: str, *args: str, **files: str) -> tuple[int, str, dict[str, dict[str, Any]]]:
+def run(tmp_path: Path, impl: str, *args: str, **files: str) -> tuple[int, str, dict[str, verdict.Row]]:
     """Run the selection with the given id files (option name -> file text); (exit status, output,
     report rows by clause)."""
     options = []
@@ -48,17 +46,15 @@ def run(tmp_path: Path, impl: str, *args: str, **files: str) -> tuple[int, str, 
     cmd = [SELECTION, "-p", "no:cacheprovider", "-rxXs", "--impl", impl, "--report", str(report), *options, *args]
     result = subrun.pytest(cmd, env=env, cwd=ROOT, timeout=300)
     output = result.stdout + result.stderr
-    rows = {}
-    if report.with_suffix(".json").exists():
-        rows = {r["clause"]: r for r in json.loads(report.with_suffix(".json").read_text())["clauses"]}
-    return result.returncode, output, rows
+    written = verdict.read(report)
+    return result.returncode, output, {r.clause: r for r in written.clauses} if written else {}
 
 
 def test_the_deviating_fork_fails_without_a_file(tmp_path: Path, deviating_fork: Path) -> None:
     returncode, output, rows = run(tmp_path, str(deviating_fork))
     assert returncode == 1, output
-    assert rows["API-3"]["status"] == "FAILED", rows["API-3"]
-    assert rows["API-3"]["detail"].startswith(FAILING_TEST), rows["API-3"]
+    assert rows["API-3"].status == "FAILED", rows["API-3"]
+    assert rows["API-3"].detail.startswith(FAILING_TEST), rows["API-3"]
 
 
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
@@ -68,9 +64,9 @@ def test_clause_entry_turns_the_deviation_into_an_expected_failure(
     xfails = "# known deviations of renamed_pre\nAPI-3   # the head conv is called head_conv\nno_such_test_anywhere\n"
     returncode, output, rows = run(tmp_path, str(deviating_fork), *xdist, xfails_file=xfails)
     assert returncode == 0, output
-    assert rows["API-3"]["status"] == "XFAIL", rows["API-3"]
-    assert rows["API-3"]["xfailed"] == 1, rows["API-3"]
-    assert rows["API-3"]["passed"] >= 1, rows["API-3"]  # the other API-3 tests pass: ordinary passes
+    assert rows["API-3"].status == "XFAIL", rows["API-3"]
+    assert rows["API-3"].xfailed == 1, rows["API-3"]
+    assert rows["API-3"].passed >= 1, rows["API-3"]  # the other API-3 tests pass: ordinary passes
     assert "XPASS" not in output, output
     assert "the head conv is called head_conv" in output, f"the entry's note is not the reason:\n{output}"
     assert "no_such_test_anywhere" in output, f"an entry matching no test gave no warning:\n{output}"
@@ -85,18 +81,18 @@ def test_a_stale_expected_failure_fails_the_run(tmp_path: Path, entry: str, pass
     # effnet passes API-3, so declaring it a known deviation is stale.
     returncode, output, rows = run(tmp_path, "effnet", xfails_file=f"{entry}  # renamed head\n")
     assert returncode == 1, output
-    passed = passed.format(n=rows["API-3"]["passed"])  # every API-3 test of the selection
+    passed = passed.format(n=rows["API-3"].passed)  # every API-3 test of the selection
     message = f"line 1: {entry} (renamed head) is listed as a known deviation, but {passed}: remove the entry"
     assert message in output, output
-    assert rows["API-3"]["status"] == "FAILED", rows["API-3"]
-    assert message in rows["API-3"]["detail"], rows["API-3"]
+    assert rows["API-3"].status == "FAILED", rows["API-3"]
+    assert message in rows["API-3"].detail, rows["API-3"]
 
 
 def test_skips_file_skips_with_its_reason(tmp_path: Path, deviating_fork: Path) -> None:
     returncode, output, rows = run(tmp_path, str(deviating_fork), skips_file="test_efficientnet_children_in_order\n")
     assert returncode == 0, output
-    assert rows["API-3"]["skipped"] == 1, rows["API-3"]
-    assert rows["API-3"]["failed"] == 0, rows["API-3"]
+    assert rows["API-3"].skipped == 1, rows["API-3"]
+    assert rows["API-3"].failed == 0, rows["API-3"]
     assert "skipped (--skips-file" in output, output
 
 

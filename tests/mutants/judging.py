@@ -199,7 +199,7 @@ def preload_context(no_preload: bool = False, whole_runs: int = 0) -> BaseContex
 def deciding(failing: Iterable[str]) -> list[str]:
     """The clauses whose tests decide the root causes once the clauses ``failing`` are known (or expected)
     to fail: these, and every clause that depends on none of them.  A clause that depends on a failing
-    one is its consequence whatever its own tests say (spec.root_causes), unless its failure is evident
+    one is its consequence whatever its own tests say (verdict.root_causes), unless its failure is evident
     (an erratum's signature, a conclusive blame)."""
     from tests.support import spec
 

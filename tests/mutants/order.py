@@ -187,12 +187,7 @@ def _record_refusal(path: str | None, error: pytest.UsageError) -> None:
 def _fails_a_cited_clause(report: pytest.TestReport) -> bool:
     """As the report counts it (tests/support/report.py): a failure without blame fails every clause
     the test cites; one blamed elsewhere (a premise) or an error of the suite fails none of them."""
-    from tests.support import report as clause_report
+    from tests.support.verdict import Outcome
 
-    props = dict(report.user_properties)
-    if clause_report.SUITE_ERROR in props:
-        return False
-    if clause_report.BLAME not in props:
-        return True
-    cited = set(str(props.get("clauses", "")).split(","))
-    return bool(set(str(props[clause_report.BLAME]).split(",")) & cited)
+    outcome = Outcome.from_properties(report.user_properties)
+    return outcome is None or outcome.fails_a_cited_clause

@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 
 from tests.support import loader
+from tests.support.plugin import item_clauses
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "effnet"  # the folder of the checkout that a git revision's baseline is taken from
@@ -218,7 +219,7 @@ class WhatItDefines:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    cited = {c for item in items for m in item.iter_markers("clause") for c in m.args}
+    cited = {c for item in items for c in item_clauses(item)}
     if config.stash.get(BASELINE_KEY, None) is not None and "REF-1" not in cited:
         message = "--baseline is given, but no REF-1 test is selected (add tests/refactor)"
         warnings.warn(pytest.PytestWarning(message), stacklevel=1)

@@ -5,7 +5,8 @@ check per ``--xfails-file`` entry (an entry all of whose tests passed fails the 
 Hooks it owns: ``pytest_configure`` (reads the files; registers ``ExpectedFailures``, which owns
 ``pytest_runtest_makereport``, ``pytest_runtest_logreport``, ``pytest_sessionfinish`` and
 ``pytest_terminal_summary`` for the stale entries) and ``pytest_collection_modifyitems`` (the skip
-and xfail marks).
+and xfail marks).  The stale entries reach the verdict as ``verdict.Stale`` records, which
+tests/support/report.py asks for (``stale_entries``).
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ from typing import Any
 
 import pytest
 
-from tests.support import spec
+from tests.support import spec, verdict
 from tests.support.plugin import item_clauses
-from tests.support.report import REPORT_KEY
 
 
 @pytest.hookimpl(trylast=True)  # after tests/support/plugin.py's pytest_configure: a bad --impl is reported first
@@ -31,12 +31,14 @@ def pytest_configure(config: pytest.Config) -> None:
         read_id_file("--xfails-file", config.getoption("--xfails-file")),
     )
     if config.stash[ID_FILES_KEY][1]:
-        config.pluginmanager.register(ExpectedFailures(config.stash[ID_FILES_KEY][1]), "effnet-expected-failures")
+        config.stash[EXPECTED_KEY] = ExpectedFailures(config.stash[ID_FILES_KEY][1])
+        config.pluginmanager.register(config.stash[EXPECTED_KEY], "effnet-expected-failures")
 
 
-@pytest.hookimpl(trylast=True)  # after tests/support/plugin.py's: the traceability check and the extras' skips first
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    _mark_from_id_files(config, items)
+def stale_entries(config: pytest.Config) -> list[verdict.Stale]:
+    """The --xfails-file entries all of whose tests passed (known once the session finished)."""
+    expected = config.stash.get(EXPECTED_KEY, None)
+    return list(expected.stale) if expected is not None else []
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,9 @@ def _matches(entry: str, item: pytest.Item, clauses: list[str]) -> bool:
     )
 
 
-def _mark_from_id_files(config: pytest.Config, items: list[pytest.Item]) -> None:
+@pytest.hookimpl(trylast=True)  # after tests/support/plugin.py's: the traceability check and the extras' skips first
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The skip and xfail marks of the id files' entries; a warning names the entries that match no test."""
     skips, xfails = config.stash[ID_FILES_KEY]
     used: set[IdEntry] = set()
     for item in items:
@@ -140,9 +144,11 @@ class ExpectedFailures:
         self.failed: dict[str, int] = defaultdict(int)
         self.passed: dict[str, list[str]] = defaultdict(list)
         self.clauses: dict[str, set[str]] = defaultdict(set)
-        self.stale: list[str] = []
+        self.stale: list[verdict.Stale] = []
 
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    # A plain wrapper registered after pytest's own: outside its xfail handling (which sets wasxfail),
+    # inside tests/support/report.py's (tryfirst), which makes the verdict's outcome from the result.
+    @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
         report = yield
         if report.when == "call" and report.passed and hasattr(report, "wasxfail") and _entry_key(report):
@@ -153,8 +159,8 @@ class ExpectedFailures:
         key = _entry_key(report)
         if key is None or report.when != "call":
             return
-        props = dict(report.user_properties)
-        self.clauses[key].update(filter(None, str(props.get("clauses", "")).split(",")))
+        outcome = verdict.Outcome.from_properties(report.user_properties)
+        self.clauses[key].update(outcome.cited if outcome is not None else ())
         if report.skipped and hasattr(report, "wasxfail"):
             self.failed[key] += 1
         elif report.passed:
@@ -173,20 +179,16 @@ class ExpectedFailures:
                 f"{e.option} {e.path}, line {e.line}: {e.id}{note} is listed as a known deviation, but "
                 f"{'its test' if len(nodeids) == 1 else f'all {len(nodeids)} of its tests'} passed: remove the entry"
             )
-            self.stale.append(message)
-            if REPORT_KEY in session.config.stash:
-                results = session.config.stash[REPORT_KEY].results
-                for c in sorted(self.clauses[key]) if _CLAUSE_ID.match(e.id) is None else [e.id]:
-                    results[c].xpassed += 1
-                    results[c].note_failure((0, e.id), message)  # before any other failure: it is the news
+            clauses = tuple(sorted(self.clauses[key])) if _CLAUSE_ID.match(e.id) is None else (e.id,)
+            self.stale.append(verdict.Stale(e.id, clauses, message))
         if self.stale:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.stale:
             terminalreporter.section("stale expected failures", red=True)
-            for message in self.stale:
-                terminalreporter.write_line(message, red=True)
+            for stale in self.stale:
+                terminalreporter.write_line(stale.message, red=True)
 
 
 def _entry_key(report: pytest.TestReport) -> str | None:
@@ -195,3 +197,4 @@ def _entry_key(report: pytest.TestReport) -> str | None:
 
 
 ID_FILES_KEY = pytest.StashKey[tuple[list[IdEntry], list[IdEntry]]]()
+EXPECTED_KEY = pytest.StashKey[ExpectedFailures]()

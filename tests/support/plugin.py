@@ -27,8 +27,6 @@ import pytest
 import effnet_pytest_options
 from tests.support import loader, spec
 
-DEFAULT_IMPL = effnet_pytest_options.DEFAULT_IMPL
-
 
 # --- Options -------------------------------------------------------------------------
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -67,11 +65,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
 IMPL_KEY = pytest.StashKey[ModuleType]()
 UNUSABLE_KEY = pytest.StashKey[dict[str, str]]()  # API names the fork lacks or defines otherwise: why
-
-
-def is_default_impl(config: pytest.Config) -> bool:
-    module = config.stash[IMPL_KEY]
-    return module.__name__ == DEFAULT_IMPL
 
 
 EXTRAS_DIR = Path(__file__).resolve().parents[1] / "extras"
@@ -114,6 +107,7 @@ def float32_footing(pytestconfig: pytest.Config) -> Iterator[None]:
 
 # --- Collection: clause markers and traceability, effnet's extras ----------------------
 def item_clauses(item: pytest.Item) -> list[str]:
+    """The clauses a test cites: the arguments of its ``clause`` markers."""
     return [c for m in item.iter_markers("clause") for c in m.args]
 
 
@@ -133,10 +127,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                 unknown.append(f"{item.nodeid} cites clause {c!r}, which spec/SPEC.md does not define")
         if not ids and Path(str(item.path)).resolve().is_relative_to(conformance_dir):
             unknown.append(f"{item.nodeid} is a conformance test without a @pytest.mark.clause(...) marker")
-        item.user_properties.append(("clauses", ",".join(ids)))
     if unknown:
         raise pytest.UsageError("clause traceability:\n  " + "\n  ".join(unknown))
-    run_extras = is_default_impl(config) or config.getoption("--run-extras")
+    default = config.stash[IMPL_KEY].__name__ == effnet_pytest_options.DEFAULT_IMPL
+    run_extras = default or config.getoption("--run-extras")
     for item in items:
         if item.get_closest_marker("extra") and not run_extras:
             item.add_marker(pytest.mark.skip(reason="effnet extra: run with --run-extras to hold a fork to it"))

@@ -205,23 +205,12 @@ def depends_on(clause: str) -> frozenset[str]:
     return frozenset(found)
 
 
-def root_causes(failed: list[str], evident: frozenset[str] = frozenset()) -> tuple[list[str], dict[str, list[str]]]:
-    """Split failed clauses (in document order) into root causes, none of whose dependencies
-    failed, and consequences: clause -> the root causes among its dependencies that explain it.
-    A clause in ``evident`` (its failure shows a known departure's signature) is a root cause
-    whatever else failed: the evidence shows a departure of its own."""
-    failing = set(failed)
-    roots = [c for c in failed if c in evident or not (depends_on(c) & failing)]
-    consequences = {c: [r for r in roots if r in depends_on(c)] for c in failed if c not in roots}
-    return roots, consequences
-
-
 # --- Errata ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Erratum:
     """A known departure from the spec: where it is seen (the tutorial, a real port), what it
     does, what the spec wants, the clause it violates, and the signature its recogniser checks
-    (tests/support/evidence.py) before the report names it."""
+    (tests/support/errata.py) before the report names it."""
 
     id: str
     departure: str

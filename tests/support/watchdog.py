@@ -39,9 +39,9 @@ collection is done, the suite allows a restart per test.
 **KeyboardInterrupt and SystemExit** raised by code under test fail that test
 (``WouldEndRunError``).  A real Ctrl-C (a SIGINT the process received) still stops the run.
 
-**The recognisers of the errata** (tests/support/evidence.py) run the implementation's code in the
-process that writes the report: each is bounded too and, under pytest-xdist, runs in a process forked
-for it, so that an exit or a crash there costs that erratum's name, not the verdict.
+**The recognisers of the errata** (tests/support/errata.py) run the implementation's code in the
+process that writes the report: each is bounded too, and under pytest-xdist it runs in a process
+forked for it, so that an exit or a crash there costs that erratum's name, not the verdict.
 
 Hooks it owns: ``pytest_configure`` / ``pytest_unconfigure`` (the run's directory, the SIGINT
 flag), ``pytest_report_header``, pytest-timeout's ``pytest_timeout_set_timer`` / ``_cancel_timer``,
@@ -568,9 +568,10 @@ def _would_end_the_run(e: BaseException, consequence: str) -> WouldEndRunError:
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Each test's clauses, as its first report brings them to the controller (before it can crash)."""
     if _run is not None and _run.worker is None and report.nodeid not in _run.clauses:
-        props = dict(report.user_properties)
-        if "clauses" in props:
-            _run.clauses[report.nodeid] = str(props["clauses"])
+        from tests.support.verdict import Outcome
+
+        if (outcome := Outcome.from_properties(report.user_properties)) is not None:
+            _run.clauses[report.nodeid] = ",".join(outcome.cited)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -609,10 +610,11 @@ def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched: Any
     report.longrepr = message
     report.when = "call"  # type: ignore[assignment]
     clauses = (run.clauses.get(crashitem) if run is not None else None) or _checked_by(crashitem)
-    report.user_properties = [("clauses", clauses)]
+    report.user_properties = []
+    error = ""
     if found is not None and found.owner == "suite":
         error = f"WorkerCrashed: {message} at {found.path}:{found.line}"
-        report.user_properties += [(clause_report.SUITE_ERROR, error), (clause_report.BLAME, "")]
+    clause_report.record(report, clauses.split(","), suite_error=error)
 
 
 def _exit_status(node: Any) -> int | None:
@@ -681,13 +683,13 @@ def _ended(status: int | None) -> str:
 
 # --- The recognisers of the errata, bounded (and, under xdist, apart) ----------------------------------
 def recognise(erratum: str, module: ModuleType) -> str | None:
-    """``evidence.recognise(erratum, module)``, bounded in time; None where it did not return, exited
+    """``errata.recognise(erratum, module)``, bounded in time; None where it did not return, exited
     or crashed (the failing tests say why).  Under pytest-xdist it runs in a forked process: the
     controller has not run the implementation's code, nor started torch's threads, before."""
-    from tests.support import evidence
+    from tests.support import errata
 
     run_it = _in_child if _run is not None and _run.apart and hasattr(os, "fork") else _guarded
-    return run_it(evidence.recognise, erratum, module, label=f"the recogniser of {erratum}")
+    return run_it(errata.recognise, erratum, module, label=f"the recogniser of {erratum}")
 
 
 def _guarded(fn: Callable[..., Any], *args: Any, label: str) -> Any:

@@ -8,12 +8,12 @@ from __future__ import annotations
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.mutants import judging  # noqa: E402
+from tests.support import verdict  # noqa: E402
 
 STATUS = {
     "FAILED": "**fails**",
@@ -38,10 +38,10 @@ def command(impl: str, slow: bool) -> str:
     return f"pytest tests/conformance --impl {impl} -n 2" + ("" if slow else ' -m "not slow"')
 
 
-def run(impl: str, report: Path, slow: bool, extra: list[str]) -> dict[str, Any] | None:
+def run(impl: str, report: Path, slow: bool, extra: list[str]) -> verdict.Report | None:
     """Run the conformance suite on ``impl`` (a path relative to ROOT) with ``--report report`` and the
     hypothesis profile ``ci`` (derandomized: the same verdict on every run), print the run's root causes
-    and verdict, and return the report's JSON; None, with pytest's output printed, when the run did not
+    and verdict, and return its report; None, with pytest's output printed, when the run did not
     get to a verdict."""
     marks = [] if slow else ["-m", "not slow"]
     # --tb=short, not --tb=no: the report's message then keeps every line of a multi-line assertion.
@@ -61,4 +61,4 @@ def run(impl: str, report: Path, slow: bool, extra: list[str]) -> dict[str, Any]
     # The run ends with the root causes and the verdict, after the line naming the report's files.
     written = max((i for i, line in enumerate(output) if line.startswith("report written to")), default=-2)
     print("\n".join(output[written + 1 :]))
-    return outcome.report.payload
+    return outcome.report

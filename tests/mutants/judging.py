@@ -2,7 +2,7 @@
 
 Every fork runner (tests/mutants/run.py, generate.py, rewrites.py; tests/forks/conformance_run.py)
 runs ``pytest ... --impl FORK --report REPORT`` through ``run_fork`` and gets one ``Outcome``, classified
-once from the exit status, the report's JSON (``read_report``) and, for a fork the suite refuses at
+once from the exit status, the report (tests/support/verdict.py ``read``) and, for a fork the suite refuses at
 load, the refusal that the runners' plugin (tests/mutants/order.py, ``--refusal-out``) writes; never
 from pytest's output, which is kept only to be shown.  The runners' shared plumbing lives here too:
 the common command-line options, the work directory, the thread pool, the deciding clauses.
@@ -26,7 +26,8 @@ from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.support import subrun
+from tests.support import subrun, verdict
+from tests.support.verdict import Report
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "effnet" / "model.py"
@@ -36,37 +37,7 @@ ORDER_PLUGIN = ["-p", "tests.mutants.order"]
 STATUSES = ("accepted", "rejected", "refused at load", "error", "timeout")
 
 
-# --- The report and the refusal, read in one place ----------------------------------------------
-@dataclass(frozen=True)
-class Report:
-    """The --report JSON of a run (tests/support/report.py write_report): its clause rows and root causes."""
-
-    rows: list[dict[str, Any]]
-    root_causes: list[str]
-    payload: dict[str, Any]  # the whole JSON, for the verdict pages (tests/forks)
-
-    @property
-    def failed(self) -> list[str]:
-        return [str(r["clause"]) for r in self.rows if r["status"] == "FAILED"]
-
-    def row(self, clause: str) -> dict[str, Any] | None:
-        return next((r for r in self.rows if r["clause"] == clause), None)
-
-    def detail(self, *clauses: str) -> str:
-        """The first failed row's detail among ``clauses``, on one line, at most 400 characters."""
-        found = [r for r in self.rows if r["clause"] in clauses and r["status"] == "FAILED"]
-        return " ".join(str(found[0]["detail"]).split())[:400] if found else ""
-
-
-def read_report(report: Path) -> Report | None:
-    """The report ``REPORT.json`` of ``--report REPORT``; None where the run wrote none."""
-    path = report.with_suffix(".json")
-    if not path.exists():
-        return None
-    payload = json.loads(path.read_text())
-    return Report(list(payload["clauses"]), [str(c) for c in payload.get("root_causes", [])], payload)
-
-
+# --- The refusal, read in one place (the report: tests/support/verdict.py ``read``) -----------------------
 @dataclass(frozen=True)
 class Refusal:
     """Why the suite refused the fork before any test ran (tests/mutants/order.py ``--refusal-out``)."""
@@ -131,8 +102,8 @@ class Outcome:
 
     def first_test(self) -> str:
         """The first root cause's failing test (its row's detail up to ": ")."""
-        rows = [r for r in self.report.rows if r["clause"] in self.roots] if self.report else []
-        return str(rows[0]["detail"]).split(": ", 1)[0] if rows else ""
+        rows = [r for r in self.report.clauses if r.clause in self.roots] if self.report else []
+        return rows[0].detail.split(": ", 1)[0] if rows else ""
 
     def refused(self, fork: Path) -> str:
         """The refusal in one line, the fork named by its file name."""
@@ -175,7 +146,7 @@ def run_fork(
     plugin = [] if order is None else [*ORDER_PLUGIN, *order.args(), "--refusal-out", str(refusal_path)]
     args = [*selection, *plugin, "--impl", str(fork), "--report", str(report), *extra]
     returncode, seconds, cpu = run_pytest(args, log, env, timeout, preload)
-    parsed, refusal = read_report(report), read_refusal(refusal_path)
+    parsed, refusal = verdict.read(report), read_refusal(refusal_path)
     return Outcome(classify(returncode, parsed, refusal), returncode, parsed, refusal, log, seconds, cpu)
 
 

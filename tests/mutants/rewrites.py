@@ -1023,11 +1023,11 @@ def judge(
         )  # fmt: skip
         result.refactor = {"accepted": "same function", "rejected": "DIFFERS"}.get(run.status, "error")
         row = run.report.row("REF-1") if run.report else None
-        if run.returncode == 1 and row is not None and row["status"] == "skipped":
+        if run.returncode == 1 and row is not None and row.status == "skipped":
             # Its test failed on a premise (another clause's contract): REF-1 could not compare.
             result.refactor = "undecided"
         if run.returncode != 0:
-            result.difference = (" ".join(str(row["detail"]).split())[:400] if row else "") or run.tail()
+            result.difference = (" ".join(row.detail.split())[:400] if row else "") or run.tail()
     run = judging.run_fork(
         path, workdir / f"{stem}-conformance", CONFORMANCE_ARGS, env=env, timeout=args.timeout, preload=preload,
         order=shrink,

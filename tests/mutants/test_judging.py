@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from tests.mutants import judging
+from tests.support import verdict
 
-REPORT = judging.Report([{"clause": "SE-1", "status": "FAILED", "detail": "t.py::test_se: wrong\n gate"}], ["SE-1"], {})
+SE_1 = verdict.Row("SE-1", "Average squeeze", "FAILED", 0, 1, 0, 0, "t.py::test_se: wrong\n gate", True, [], [])
+REPORT = verdict.Report("f.py", "f.py does NOT conform", {}, ["SE-1"], None, [], [SE_1])
 REFUSAL = judging.Refusal("--impl f.py is not the EfficientNet API: ... (clause API-1)", ["API-1"], loaded=True)
 
 

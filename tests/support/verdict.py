@@ -371,6 +371,18 @@ class Report:
             )
         return lines
 
+    @property
+    def failed(self) -> list[str]:
+        return [r.clause for r in self.clauses if r.status == "FAILED"]
+
+    def row(self, clause: str) -> Row | None:
+        return next((r for r in self.clauses if r.clause == clause), None)
+
+    def detail(self, *clauses: str) -> str:
+        """The first failed row's detail among ``clauses``, on one line, at most 400 characters."""
+        found = [r for r in self.clauses if r.clause in clauses and r.status == "FAILED"]
+        return " ".join(found[0].detail.split())[:400] if found else ""
+
 
 def report_paths(path: Path) -> tuple[Path, Path]:
     """The JSON and Markdown files of ``--report PATH``."""

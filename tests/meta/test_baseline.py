@@ -139,3 +139,24 @@ def test_a_git_revision_is_imported_from_its_own_files_beside_the_live_package()
     assert found.module.MBConv is not effnet.MBConv, "the baseline's MBConv is the working tree's"
     assert found.module.EfficientNet.__init__.__code__.co_filename == model_module.__file__
     assert not Path(model_module.__file__).is_relative_to(ROOT), f"the baseline runs {model_module.__file__}"
+
+
+STRUCTURE_B0 = "tests/refactor/test_baseline.py::test_named_variant_has_the_baseline_structure[b0]"
+
+
+def test_the_structure_is_compared_up_to_size_1_dimensions(tmp_path: Path) -> None:
+    """REF-1's structure test takes an nn.Linear SE (weights (rd, c)) for the baseline's 1x1 convolutions
+    (rd, c, 1, 1): the same values, as REF-1's function tests copy them.  A squeeze to other widths fails."""
+    from tests.mutants import rewrites
+
+    (se_linear,) = [r for r in rewrites.REWRITES if r.name == "se-linear"]
+    linear = tmp_path / "se_linear.py"
+    linear.write_text(rewrites.rewrite(SOURCE.read_text(), se_linear))
+    returncode, output = run(STRUCTURE_B0, "--impl", str(linear), "--baseline", "effnet")
+    assert returncode == 0, f"the structure test rejected an nn.Linear SE:\n{output}"
+    wider = fork(
+        tmp_path, "se_wider", "nn.Conv2d(c, max(1, c // r), kernel_size=1)", "nn.Conv2d(c, c // r + 1, kernel_size=1)"
+    )
+    returncode, output = run(STRUCTURE_B0, "--impl", str(wider), "--baseline", "effnet")
+    assert returncode == 1, f"the structure test passed an SE of other widths:\n{output}"
+    assert "tensors differ from module effnet's" in output, output

@@ -85,6 +85,11 @@ ONE_LINE_CHANGES = {
         "nn.BatchNorm2d(out_channels, momentum=0.01) if bn",
         "train mode, stem given the baseline's input, random state and output gradient: 1.running_mean after the step",
     ),
+    "forward_composes_differently": (  # every segment the same: only the whole network shows it
+        "logits: Tensor = self.head(x)",
+        "logits: Tensor = self.head(x * 1.01)",
+        "eval, the whole network: output",
+    ),
 }
 
 

@@ -350,7 +350,7 @@ def _conformance(
     quick: bool = True,
     first: Sequence[str] = (),
     only: Sequence[str] = (),
-) -> judging.Outcome:
+) -> judging.RunOutcome:
     """One conformance run of the mutant, its output in REPORT-PHASE.log; the tests ordered by the
     control run's durations, ``first``'s tests first, only ``only``'s (when given)."""
     order = judging.Order(options.durations, first_clauses=first, only_clauses=only, no_shrink=True)
@@ -384,7 +384,7 @@ def control(options: Options, jobs: int) -> tuple[int | None, str]:
     return run.returncode, run.tail()
 
 
-def _verdict(run: judging.Outcome, path: Path) -> tuple[str, list[str], str]:
+def _verdict(run: judging.RunOutcome, path: Path) -> tuple[str, list[str], str]:
     """The outcome, root causes and detail of the mutant's last conformance run."""
     if run.status == "timeout":
         return "timeout", [], "no verdict within the timeout"

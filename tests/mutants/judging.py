@@ -1,7 +1,7 @@
 """One way to run a fork through the suite: the pytest arguments, the run, and one reading of its outcome.
 
 Every fork runner (tests/mutants/run.py, generate.py, rewrites.py; tests/forks/conformance_run.py)
-runs ``pytest ... --impl FORK --report REPORT`` through ``run_fork`` and gets one ``Outcome``, classified
+runs ``pytest ... --impl FORK --report REPORT`` through ``run_fork`` and gets one ``RunOutcome``, classified
 once from the exit status, the report (tests/support/verdict.py ``read``) and, for a fork the suite refuses at
 load, the refusal that the runners' plugin (tests/mutants/order.py, ``--refusal-out``) writes; never
 from pytest's output, which is kept only to be shown.  The runners' shared plumbing lives here too:
@@ -78,7 +78,7 @@ class Order:
 
 
 @dataclass
-class Outcome:
+class RunOutcome:
     """What one pytest run on a fork decided."""
 
     status: str  # one of STATUSES
@@ -136,7 +136,7 @@ def run_fork(
     order: Order | None = Order(),
     extra: Sequence[str] = (),
     log: Path | None = None,
-) -> Outcome:
+) -> RunOutcome:
     """``pytest SELECTION --impl FORK --report REPORT`` (with the runners' plugin and its ``order`` unless
     None), its output in ``log`` (default REPORT.log), and its outcome."""
     log = log or report.with_suffix(".log")
@@ -147,7 +147,7 @@ def run_fork(
     args = [*selection, *plugin, "--impl", str(fork), "--report", str(report), *extra]
     returncode, seconds, cpu = run_pytest(args, log, env, timeout, preload)
     parsed, refusal = verdict.read(report), read_refusal(refusal_path)
-    return Outcome(classify(returncode, parsed, refusal), returncode, parsed, refusal, log, seconds, cpu)
+    return RunOutcome(classify(returncode, parsed, refusal), returncode, parsed, refusal, log, seconds, cpu)
 
 
 def run_pytest(

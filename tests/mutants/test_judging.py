@@ -31,10 +31,10 @@ def test_one_classification(returncode, report, refusal, status):
 
 
 def test_the_outcome_reads_roots_tests_and_refusals(tmp_path: Path):
-    rejected = judging.Outcome("rejected", 1, REPORT, None, tmp_path / "log", 1.0, None)
+    rejected = judging.RunOutcome("rejected", 1, REPORT, None, tmp_path / "log", 1.0, None)
     assert (rejected.roots, rejected.failed, rejected.first_test()) == (["SE-1"], ["SE-1"], "t.py::test_se")
     assert REPORT.detail("SE-1") == "t.py::test_se: wrong gate"
-    refused = judging.Outcome("refused at load", 4, None, REFUSAL, tmp_path / "log", 1.0, None)
+    refused = judging.RunOutcome("refused at load", 4, None, REFUSAL, tmp_path / "log", 1.0, None)
     assert refused.roots == ["API-1"]
     assert refused.refused(Path("f.py")).startswith("refused at load: ERROR: --impl f.py is not the EfficientNet API")
 

@@ -97,7 +97,11 @@ def _child(args: list[str], out: str, err: str, env: dict[str, str], cwd: str) -
     usage = resource.getrusage(resource.RUSAGE_SELF)
     # The status and CPU time, written by the run itself: the forkserver's report of a child's status
     # is lost when the server ends first (Process.exitcode is then 255; CPython issue 140867).
-    Path(out).with_suffix(".exit").write_text(f"{code} {usage.ru_utime + usage.ru_stime:.2f}")
+    # Written whole, then renamed into place: a reader never sees the file created but not yet written.
+    exit_file = Path(out).with_suffix(".exit")
+    partial = exit_file.with_suffix(".exit-partial")
+    partial.write_text(f"{code} {usage.ru_utime + usage.ru_stime:.2f}")
+    os.replace(partial, exit_file)
     os._exit(code)
 
 

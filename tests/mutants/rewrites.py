@@ -1017,8 +1017,9 @@ def judge(
     start = time.perf_counter()
     if not args.no_refactor_check:
         baseline = ["--baseline", str(workdir / "effnet_original.py")]
+        refactor = REFACTOR_ARGS + (["-m", "not slow"] if args.quick_refactor_check else [])
         run = judging.run_fork(
-            path, workdir / f"{stem}-refactor", REFACTOR_ARGS, env=env, timeout=args.timeout, preload=preload,
+            path, workdir / f"{stem}-refactor", refactor, env=env, timeout=args.timeout, preload=preload,
             order=shrink, extra=baseline,
         )  # fmt: skip
         result.refactor = {"accepted": "same function", "rejected": "DIFFERS"}.get(run.status, "error")
@@ -1157,6 +1158,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "--combine", action="store_true", help="one fork per base with every chosen rewrite applied (the CI leg)"
     )
     p.add_argument("--no-refactor-check", action="store_true", help="skip REF-1 (is each rewrite the same function?)")
+    p.add_argument(
+        "--quick-refactor-check", action="store_true", help="REF-1 without its slow tests (B3-L2: most of its time)"
+    )
     p.add_argument("--no-base-check", action="store_true", help="do not judge the tutorial base itself")
     p.add_argument("--list", action="store_true", help="print the rewrites' diffs and stop")
     return p.parse_args(argv)

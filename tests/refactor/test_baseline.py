@@ -336,7 +336,7 @@ def compare_networks(model: nn.Module, base: nn.Module, case: str, size: int, n_
     for key, both in pairs:
         run, want = run_both(both, expected.inputs[key], device)
         result.add(f"eval, {key} given the baseline's input: output", run.output, want.output)
-    whole = whole_network(model, base, x, probe, device, residual_branch_ends(base, expected))
+    whole = whole_network(model, base, x, residual_branch_ends(base, expected))
     result.add("eval, the whole network: output", *whole[0], NETWORK_TOL)
 
     # Training: each segment given the baseline's input, random state and output gradient, from the
@@ -378,7 +378,7 @@ def residual_branch_ends(base: nn.Module, trace: Trace) -> list[int]:
 
 
 def whole_network(
-    model: nn.Module, base: nn.Module, x: Tensor, probe: Tensor, device: torch.device, branch_ends: list[int]
+    model: nn.Module, base: nn.Module, x: Tensor, branch_ends: list[int]
 ) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
     """((eval output, baseline's), (train-mode output, baseline's)) of deep copies of the two networks
     with every residual branch damped (the BN weights at ``branch_ends`` times RESIDUAL_DAMPING, in
@@ -389,18 +389,11 @@ def whole_network(
         found = []
         for network in (model, base):
             try:
-                damped = copy.deepcopy(network).to(dtype)
-                values = list(damped.state_dict().values())
-                with torch.no_grad():
-                    for i in branch_ends:
-                        values[i].mul_(reference.RESIDUAL_DAMPING)
-                xd, probe_d = x.to(dtype), probe.to(dtype)
-                outputs = (_eval(damped, xd), _train_step(damped, xd, probe_d, device)[0])
+                outputs = _damped_outputs(network, x, branch_ends, dtype)
             except Exception:  # the fork keeps float32 somewhere: compared in float32
                 if dtype == torch.float32:
                     raise
                 break
-            del damped
             if any(out.dtype != dtype for out in outputs):
                 break
             found.append(outputs)
@@ -410,9 +403,29 @@ def whole_network(
     raise AssertionError("unreachable: the float32 pass returns or raises")
 
 
+def _damped_outputs(network: nn.Module, x: Tensor, branch_ends: list[int], dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """The eval and train-mode output of a copy of ``network`` in ``dtype``, damped (the copy is freed
+    on return)."""
+    damped = copy.deepcopy(network).to(dtype)
+    values = list(damped.state_dict().values())
+    with torch.no_grad():
+        for i in branch_ends:
+            values[i].mul_(reference.RESIDUAL_DAMPING)
+    x = x.to(dtype)
+    return _eval(damped, x), _train_output(damped, x)
+
+
 def _eval(model: nn.Module, x: Tensor) -> Tensor:
     with torch.no_grad():
         return model.eval()(x)
+
+
+def _train_output(model: nn.Module, x: Tensor) -> Tensor:
+    """The train-mode output under ``_train_step``'s seed, without a backward (no gradients held)."""
+    model.train()
+    torch.manual_seed(SEED + 1)
+    with torch.no_grad():
+        return model(x)
 
 
 def _train_step(model: nn.Module, x: Tensor, probe: Tensor, device: torch.device) -> tuple[Tensor, Trace]:

@@ -34,7 +34,6 @@ SOURCE = ROOT / "effnet" / "model.py"
 CONFORMANCE = ["tests/conformance", "-q", "-p", "no:cacheprovider"]
 QUICK = ["-m", "not slow"]
 ORDER_PLUGIN = ["-p", "tests.mutants.order"]
-STATUSES = ("accepted", "rejected", "refused at load", "error", "timeout")
 
 
 # --- The refusal, read in one place (the report: tests/support/verdict.py ``read``) -----------------------
@@ -81,7 +80,7 @@ class Order:
 class RunOutcome:
     """What one pytest run on a fork decided."""
 
-    status: str  # one of STATUSES
+    status: str  # "accepted", "rejected", "refused at load", "error" or "timeout" (classify)
     returncode: int | None
     report: Report | None
     refusal: Refusal | None
@@ -138,25 +137,17 @@ def run_fork(
     log: Path | None = None,
 ) -> RunOutcome:
     """``pytest SELECTION --impl FORK --report REPORT`` (with the runners' plugin and its ``order`` unless
-    None), its output in ``log`` (default REPORT.log), and its outcome."""
+    None), ``env`` added to this process's environment, its output in ``log`` (default REPORT.log): forked
+    from ``preload``'s server or a plain subprocess (subrun.run_pytest_to).  Returns its outcome."""
     log = log or report.with_suffix(".log")
     refusal_path = report.with_suffix(".refused.json")
     for stale in (refusal_path, report.with_suffix(".json")):  # an earlier phase's, in the same place
         stale.unlink(missing_ok=True)
     plugin = [] if order is None else [*ORDER_PLUGIN, *order.args(), "--refusal-out", str(refusal_path)]
     args = [*selection, *plugin, "--impl", str(fork), "--report", str(report), *extra]
-    returncode, seconds, cpu = run_pytest(args, log, env, timeout, preload)
+    returncode, seconds, cpu = subrun.run_pytest_to(args, log, {**os.environ, **env}, timeout, preload)
     parsed, refusal = verdict.read(report), read_refusal(refusal_path)
     return RunOutcome(classify(returncode, parsed, refusal), returncode, parsed, refusal, log, seconds, cpu)
-
-
-def run_pytest(
-    args: list[str], log: Path, env: dict[str, str], timeout: float | None, preload: BaseContext | None
-) -> tuple[int | None, float, float | None]:
-    """``pytest ARGS`` with ``env`` added and its output in ``log``: forked from the preloaded server
-    (``preload``) or a plain subprocess.  Returns the exit status (None: killed after ``timeout``
-    seconds), the wall time and the run's CPU time (None when unknown)."""
-    return subrun.run_pytest_to(args, log, {**os.environ, **env}, timeout, preload)
 
 
 def preload_context(no_preload: bool = False, whole_runs: int = 0) -> BaseContext | None:

@@ -260,8 +260,7 @@ class Options:
     baseline: Path
     profile: str
     timeout: float
-    first_failure: bool
-    whole_suite_for_survivors: bool
+    first_failure: bool  # without it, a non-equivalent mutant the suite accepts is run again on the whole suite
     preload: Any
     extra: list[str]
     roots: str = "deciding"  # "deciding" (two runs: the first failure, then the tests that decide) or "full"
@@ -293,42 +292,34 @@ def judge(rank: int, mutation: Mutation, source: str, options: Options) -> Judge
         order=judging.Order(no_shrink=True),
         extra=["--baseline", str(options.baseline)],
     )
-    cpu = run.cpu_seconds or 0.0
     if run.status in ("timeout", "error"):
         result.outcome, result.detail = run.status, run.tail()
         result.seconds = time.perf_counter() - start
         return result
+    result.cpu_seconds = run.cpu_seconds or 0.0
     result.equivalent = run.status == "accepted"
     if run.status == "refused at load":
         result.difference = run.refused(path)
     elif run.report is not None and not result.equivalent:
         result.difference = run.report.detail("REF-1", "API-1", "API-2") or run.tail()
-    # 2. The verdict of the conformance suite.
+    # 2. The verdict of the conformance suite: the first failing test (the upstream clauses' tests first, then
+    # the cheapest), then every test that can decide the root causes; with --roots full, the non-slow suite.
     report = options.workdir / f"generated_{rank:04d}"
-    # The upstream clauses' tests first (then, with a control run's durations, the cheapest first).
-    if options.first_failure:
-        run = _conformance(path, report, options, "first", ["-x"], first=upstream_clauses())
-        cpu += run.cpu_seconds or 0.0
-    elif options.roots == "full":
-        run = _conformance(path, report, options, "suite")
-        cpu += run.cpu_seconds or 0.0
+    deciding = options.roots == "deciding" and not options.first_failure
+    if options.first_failure or deciding:
+        run = _conformance(result, path, report, options, "first", ["-x"], first=upstream_clauses())
     else:
-        # The first failing test, then every test that can decide the root causes.
-        run = _conformance(path, report, options, "first", ["-x"], first=upstream_clauses())
-        cpu += run.cpu_seconds or 0.0
-        first = (run.report.root_causes or run.report.failed) if run.report else []
-        if run.returncode == 1 and first:
-            run = _conformance(path, report, options, "only", first=first, only=judging.deciding(first))
-            cpu += run.cpu_seconds or 0.0
-        elif run.returncode == 1:  # the first failure decided no clause (it failed on another clause's premise)
-            run = _conformance(path, report, options, "suite")
-            cpu += run.cpu_seconds or 0.0
-    if run.status == "accepted" and not result.equivalent and options.whole_suite_for_survivors:
-        run = _conformance(path, report, options, "whole", quick=False)  # B8, L2: the slow set
-        cpu += run.cpu_seconds or 0.0
+        run = _conformance(result, path, report, options, "suite")
+    first = (run.report.root_causes or run.report.failed) if run.report else []
+    if deciding and run.returncode == 1 and first:
+        run = _conformance(result, path, report, options, "only", first=first, only=judging.deciding(first))
+    elif deciding and run.returncode == 1:  # the first failure decided no clause (it failed on another's premise)
+        run = _conformance(result, path, report, options, "suite")
+    if run.status == "accepted" and not result.equivalent and not options.first_failure:
+        run = _conformance(result, path, report, options, "whole", quick=False)  # B8, L2: the slow set
         result.whole_suite = True
     result.outcome, result.roots, result.detail = _verdict(run, path)
-    result.seconds, result.cpu_seconds = time.perf_counter() - start, cpu
+    result.seconds = time.perf_counter() - start
     return result
 
 
@@ -342,6 +333,7 @@ def upstream_clauses() -> list[str]:
 
 
 def _conformance(
+    judged: Judged,
     path: Path,
     report: Path,
     options: Options,
@@ -351,10 +343,10 @@ def _conformance(
     first: Sequence[str] = (),
     only: Sequence[str] = (),
 ) -> judging.RunOutcome:
-    """One conformance run of the mutant, its output in REPORT-PHASE.log; the tests ordered by the
-    control run's durations, ``first``'s tests first, only ``only``'s (when given)."""
+    """One conformance run of the mutant, its output in REPORT-PHASE.log, its CPU time added to ``judged``'s;
+    the tests ordered by the control run's durations, ``first``'s tests first, only ``only``'s (when given)."""
     order = judging.Order(options.durations, first_clauses=first, only_clauses=only, no_shrink=True)
-    return judging.run_fork(
+    run = judging.run_fork(
         path,
         report,
         [*judging.CONFORMANCE, *(judging.QUICK if quick else []), *marks],
@@ -365,6 +357,8 @@ def _conformance(
         extra=options.extra,
         log=report.with_name(f"{report.name}-{phase}.log"),
     )
+    judged.cpu_seconds += run.cpu_seconds or 0.0
+    return run
 
 
 def control(options: Options, jobs: int) -> tuple[int | None, str]:
@@ -549,7 +543,6 @@ def main(argv: list[str] | None = None) -> int:
             args.profile,
             args.timeout,
             args.first_failure,
-            not args.first_failure,
             judging.preload_context(args.no_preload, 0 if args.first_failure else len(drawn)),
             extra,
             args.roots,

@@ -1,12 +1,6 @@
 """ID files and expected failures: ``--skips-file`` and ``--xfails-file`` (clause IDs or test IDs,
 one per line, as in array-api-tests' xfails.txt), marked on the collected tests, and the strict
 check per ``--xfails-file`` entry (an entry all of whose tests passed fails the run).
-
-Hooks it owns: ``pytest_configure`` (reads the files; registers ``ExpectedFailures``, which owns
-``pytest_runtest_makereport``, ``pytest_runtest_logreport``, ``pytest_sessionfinish`` and
-``pytest_terminal_summary`` for the stale entries) and ``pytest_collection_modifyitems`` (the skip
-and xfail marks).  The stale entries reach the verdict as ``verdict.Stale`` records, which
-tests/support/report.py asks for (``stale_entries``).
 """
 
 from __future__ import annotations

@@ -2,13 +2,6 @@
 ``verdict.Outcome``, made where the exception is at hand and carried in the report's user properties
 (to pytest-xdist's controller too), and counted there; the run ends with the clause table, the root
 causes and the verdict, and writes the ``--report`` files.
-
-Hooks it owns: ``pytest_configure`` (creates ``ClauseReport``, after tests/support/plugin.py has loaded
-the implementation, and registers it as a plugin, whose ``pytest_runtest_logreport`` counts every
-outcome, the workers' ones too under pytest-xdist), ``pytest_runtest_call`` (tells ``blame`` the running
-test's clauses), ``pytest_runtest_makereport`` (makes the outcome), ``pytest_terminal_summary`` (the
-verdict and ``--report``) and ``pytest_sessionfinish`` (the conformance section, printed last: after
-pytest's tracebacks, its list of tests and its tally line).
 """
 
 from __future__ import annotations

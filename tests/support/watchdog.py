@@ -42,13 +42,6 @@ collection is done, the suite allows a restart per test.
 **The recognisers of the errata** (tests/support/errata.py) run the implementation's code in the
 process that writes the report: each is bounded too, and under pytest-xdist it runs in a process
 forked for it, so that an exit or a crash there costs that erratum's name, not the verdict.
-
-Hooks it owns: ``pytest_configure`` / ``pytest_unconfigure`` (the run's directory, the SIGINT
-flag), ``pytest_report_header``, pytest-timeout's ``pytest_timeout_set_timer`` / ``_cancel_timer``,
-``pytest_runtest_setup`` / ``_call`` / ``_teardown`` (wrappers: the phases a bound may interrupt;
-KeyboardInterrupt and SystemExit), ``pytest_runtest_logreport`` (each test's clauses, for a crashed
-worker's report) and pytest-xdist's ``pytest_configure_node``, ``pytest_handlecrashitem`` and
-``pytest_xdist_node_collection_finished``.
 """
 
 from __future__ import annotations

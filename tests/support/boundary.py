@@ -27,9 +27,7 @@ meta device finiteness cannot be read and is not checked.  The implementation's 
 unchanged: its functions call its own names (``create_stage``'s default ``layer`` is the module's
 ``mbconv6``, compared by identity in API-2), and a view's constructor given to another one as an
 argument (``create_stage(..., layer=impl.mbconv1)``) is passed on as the module's own function
-(``unchecked``).  effnet's extras (tests/extras) get the module as it is (plugin.py's ``impl``): a
-hook would change what they measure (EXT-6 counts the operators a forward dispatches; TorchScript
-compiles a module's hooks).
+(``unchecked``).  effnet's extras (tests/extras) get the module as it is (plugin.py's ``impl`` says why).
 """
 
 from __future__ import annotations

@@ -98,19 +98,10 @@ SOURCE = judging.SOURCE
 RECORDED_DURATIONS = ROOT / "tests" / "mutants" / "durations.json"
 # The API's names and signatures (API-1, API-2) are part of what must not change: a fork with another
 # signature is judged on the rest (issue 28), so a mutant that changes only a signature is not equivalent.
-EQUIVALENCE_ARGS = [
-    "tests/refactor",
-    "tests/mutants/equivalence.py",
-    "tests/conformance/test_api.py",
-    "-k",
-    "not test_api or test_required_name_exists or test_signature_matches_tutorial",
-    "-m",
-    "not slow",  # REF-1's function at B3-L2 (its structure at every variant runs)
-    "-q",
-    "-p",
-    "no:cacheprovider",
-    "-x",
-]
+# QUICK (not slow) leaves out REF-1's function at B3-L2 (its structure at every variant runs).
+EQUIVALENCE_TESTS = ["tests/refactor", "tests/mutants/equivalence.py", "tests/conformance/test_api.py"]
+API_NAMES_AND_SIGNATURES = "not test_api or test_required_name_exists or test_signature_matches_tutorial"  # -k
+EQUIVALENCE_ARGS = [*EQUIVALENCE_TESTS, "-k", API_NAMES_AND_SIGNATURES, *judging.QUICK, *judging.QUIET, "-x"]
 UPSTREAM_DEPENDENCIES = 4  # upstream_clauses(): API-1, API-2, ARCH-1, BLOCK-1..4, SE-1, SE-2, REG-1, SCALE-1..3
 # cosmic-ray's ExceptionReplacer writes `except CosmicRayTestingException:`; cosmic-ray's workers
 # define it, a standalone mutant must too (appended: a handler that catches nothing).
@@ -537,16 +528,8 @@ def main(argv: list[str] | None = None) -> int:
     with judging.workdir("effnet-generated-", args.jobs, args.keep) as workdir:
         baseline = workdir / "effnet_original.py"  # the source the sample was drawn from, whatever happens to effnet/
         baseline.write_text(source)
-        options = Options(
-            workdir,
-            baseline,
-            args.profile,
-            args.timeout,
-            args.first_failure,
-            judging.preload_context(args.no_preload, 0 if args.first_failure else len(drawn)),
-            extra,
-            args.roots,
-        )
+        preload = judging.preload_context(args.no_preload, 0 if args.first_failure else len(drawn))
+        options = Options(workdir, baseline, args.profile, args.timeout, args.first_failure, preload, extra, args.roots)
         print(
             f"{len(drawn)} of {len(mutations)} cosmic-ray mutations of effnet/model.py (seed {args.seed}"
             f"{f', shard {args.shard}' if args.shard else ''}), {args.jobs} at a time, in {workdir}",

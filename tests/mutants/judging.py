@@ -31,7 +31,8 @@ from tests.support.verdict import Report
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "effnet" / "model.py"
-CONFORMANCE = ["tests/conformance", "-q", "-p", "no:cacheprovider"]
+QUIET = ["-q", "-p", "no:cacheprovider"]  # every run: one line per module, no cache directory left behind
+CONFORMANCE = ["tests/conformance", *QUIET]
 QUICK = ["-m", "not slow"]
 ORDER_PLUGIN = ["-p", "tests.mutants.order"]
 

@@ -61,7 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.mutants import corpus, judging
 
 SOURCE = judging.SOURCE
-REFACTOR_ARGS = ["tests/refactor", "-q", "-p", "no:cacheprovider", "-x"]
+REFACTOR_ARGS = ["tests/refactor", *judging.QUIET, "-x"]
 CONFORMANCE_ARGS = [*judging.CONFORMANCE, *judging.QUICK]
 
 

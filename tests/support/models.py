@@ -1,8 +1,6 @@
-"""The models a test builds, named by what it does with them, and every meta-device trick that
-makes building them cheap: ``to_run`` (a model to run, from a fixed seed), ``to_inspect`` and the
-``*_to_inspect`` models (to read shapes, parameter counts and settings from), ``to_overwrite`` (a
-model whose every state_dict entry the test copies in), ``with_weights_of`` (holding a reference's
-tensors), the references with random weights, and the prepared references of NUM-1 and NUM-4.
+"""The models a test builds, named by what it does with them (``to_run``, ``to_inspect`` and the
+``*_to_inspect`` models, ``to_overwrite``, ``with_weights_of``, the references with random weights, the
+prepared references of NUM-1 and NUM-4), and every meta-device trick that makes building them cheap.
 
 Models on the meta device have shapes but no data: building and running them costs no memory and
 little time, so shape, parameter and MAC checks run there, even for B7 at 600 px.  What fails there
@@ -104,15 +102,9 @@ class _MetaBatchNorm(TorchFunctionMode):
         kwargs = kwargs or {}
         if func is F.batch_norm:
             x, tensors, training = _batch_norm_arguments(*args, **kwargs)  # bound by F.batch_norm already
-            if (
-                isinstance(x, Tensor)
-                and x.is_meta
-                and x.dim() >= 2
-                and not training
-                and tensors[0] is not None
-                and tensors[1] is not None
-                and all(t is None or _meta_channels_like(t, x) for t in tensors)
-            ):
+            shape_only = isinstance(x, Tensor) and x.is_meta and x.dim() >= 2 and not training
+            statistics = tensors[0] is not None and tensors[1] is not None  # the running mean and variance
+            if shape_only and statistics and all(t is None or _meta_channels_like(t, x) for t in tensors):
                 return torch.empty_like(x)
         return func(*args, **kwargs)
 

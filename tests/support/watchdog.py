@@ -33,8 +33,7 @@ Under pytest-xdist the process is a worker: the run goes on.
 **A worker that dies** (``os._exit``, a fatal signal, that watchdog) is reported by pytest-xdist as
 a crash with no clause; ``pytest_handlecrashitem`` gives the report the test's clauses and a message
 from the worker's exit status and its own faulthandler dump, naming the innermost frame of the
-implementation's code.  xdist replaces a crashed worker up to four times per worker by default; once
-collection is done, the suite allows a restart per test.
+implementation's code (``pytest_xdist_node_collection_finished``: how often a worker may be replaced).
 
 **KeyboardInterrupt and SystemExit** raised by code under test fail that test
 (``WouldEndRunError``).  A real Ctrl-C (a SIGINT the process received) still stops the run.
@@ -92,9 +91,8 @@ Frame = tuple[str, int, str, str]  # a frame of a stack: (filename, line, functi
 
 
 class DidNotReturn(BaseException):
-    """A test ran past its bound (or a call of a function known to hang past its short bound).  A
-    ``BaseException``, so that neither hypothesis nor the code under test takes it for an ordinary
-    failure to catch, replay or swallow.  ``suite_error_text`` is set when the code that did not
+    """A test ran past its bound (or a call of a function known to hang past its short bound): a
+    ``BaseException``, as the module says why.  ``suite_error_text`` is set when the code that did not
     return is the suite's own (tests/support/evidence.py ``suite_error`` reads it)."""
 
     suite_error_text: str | None = None

@@ -170,10 +170,8 @@ class ExactnessSummary:
         """A hook of this object, registered as a plugin: in the controller under xdist too (the
         outcome travels in the report's user properties)."""
         properties = dict(report.user_properties)
-        if EXACT in properties and report.when == "call" and report.passed:
-            self.add(properties)
-
-    def add(self, properties: dict[str, Any]) -> None:
+        if EXACT not in properties or report.when != "call" or not report.passed:
+            return
         if properties[EXACT]:
             self.exact += 1
             return

@@ -185,8 +185,7 @@ def _record_refusal(path: str | None, error: pytest.UsageError) -> None:
 
 
 def _fails_a_cited_clause(report: pytest.TestReport) -> bool:
-    """As the report counts it (tests/support/report.py): a failure without blame fails every clause
-    the test cites; one blamed elsewhere (a premise) or an error of the suite fails none of them."""
+    """As the report counts it (``verdict.Outcome.fails_a_cited_clause``); a report without an outcome does."""
     from tests.support.verdict import Outcome
 
     outcome = Outcome.from_properties(report.user_properties)

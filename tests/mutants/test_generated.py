@@ -159,18 +159,15 @@ def test_a_user_rewrite_refuses_a_construct_it_would_change(name, source, messag
         rewrites.rewrite(source, chosen)
 
 
-def _run(script: str, args: list[str], out: Path) -> subprocess.CompletedProcess[str]:
+def _run(script: str, args: list[str], out: Path, report: str) -> list[dict]:
+    """The results of ``script`` in OUT/REPORT.json."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "EFFNET_HYPOTHESIS"))}
     # The scripts give each run cpu_count // jobs torch threads unless OMP_NUM_THREADS says otherwise.
     env = subrun.one_thread_under_xdist(env)
-    return subprocess.run(
-        [sys.executable, f"tests/mutants/{script}", *args, "--jobs", JOBS, "--out", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    command = [sys.executable, f"tests/mutants/{script}", *args, "--jobs", JOBS, "--out", str(out)]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    assert (out / f"{report}.json").exists(), done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads((out / f"{report}.json").read_text())["results"]
 
 
 @pytest.mark.slow
@@ -178,10 +175,7 @@ def _run(script: str, args: list[str], out: Path) -> subprocess.CompletedProcess
 def test_a_seeded_sample_of_generated_mutants_is_judged_as_required(tmp_path):
     # No control run: the tests' order comes from tests/mutants/durations.json (cheapest first).
     args = ["--sample", str(MUTANTS), "--seed", str(MUTANT_SEED), "--first-failure", "--no-control"]
-    done = _run("generate.py", args, tmp_path)
-    report = tmp_path / "generated-mutants.json"
-    assert report.exists(), done.stdout[-3000:] + done.stderr[-3000:]
-    results = json.loads(report.read_text())["results"]
+    results = _run("generate.py", args, tmp_path, "generated-mutants")
     wrong = [r for r in results if r["verdict"] in ("SURVIVED", "FALSE POSITIVE", "ERROR", "TIMEOUT", "NO VERDICT")]
     assert not wrong, (tmp_path / "generated-mutants.md").read_text()
     assert len(results) == MUTANTS
@@ -194,10 +188,7 @@ def test_named_generated_rewrites_of_the_tutorial_combined_are_accepted(tmp_path
     base = "tutorial" if rewrites.tutorial_base() is not None else "effnet"
     args = [*(a for name in REWRITES for a in ("--only", name)), "--base", base, "--combine"]
     args += ["--no-refactor-check", "--no-base-check"]
-    done = _run("rewrites.py", args, tmp_path)
-    report = tmp_path / "generated-rewrites.json"
-    assert report.exists(), done.stdout[-3000:] + done.stderr[-3000:]
-    results = json.loads(report.read_text())["results"]
+    results = _run("rewrites.py", args, tmp_path, "generated-rewrites")
     assert all(r["ok"] for r in results), (tmp_path / "generated-rewrites.md").read_text()
     judged = [r for r in results if r["rewrite"]]  # one fork of the base with every named rewrite
     seen = [(r["base"], sorted(r["rewrite"].split("+")), r["outcome"]) for r in judged]

@@ -118,9 +118,8 @@ def _insert_before(tree: ast.Module, anchor: ast.stmt, statements: list[ast.stmt
 
 def _define_first(tree: ast.Module, code: str) -> None:
     """``code`` (definitions) before the module's first class or function."""
-    _insert_before(
-        tree, next(n for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef))), _statements(code)
-    )
+    first = next(n for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef)))
+    _insert_before(tree, first, _statements(code))
 
 
 def _replace_calls(node: ast.AST, make: Callable[[ast.Call], ast.AST | None]) -> int:
@@ -598,6 +597,9 @@ def inplace_residual_add(tree: ast.Module) -> None:
     inputs = {x}  # the names that hold the block's input at this point
     count = 0
 
+    def holds_input(node: ast.AST | None) -> bool:
+        return isinstance(node, ast.Name) and node.id in inputs
+
     def visit(body: list[ast.stmt]) -> None:
         nonlocal count
         i = 0
@@ -610,17 +612,11 @@ def inplace_residual_add(tree: ast.Module) -> None:
             value = getattr(stmt, "value", None)
             if isinstance(target, ast.Name):
                 name = target.id
-                if (
-                    isinstance(value, ast.BinOp)
-                    and isinstance(value.op, ast.Add)
-                    and name not in inputs
-                    and sum(isinstance(s, ast.Name) and s.id in inputs for s in (value.left, value.right)) == 1
-                ):
-                    residual, branch = (
-                        (value.left, value.right)
-                        if isinstance(value.left, ast.Name) and value.left.id in inputs
-                        else (value.right, value.left)
-                    )
+                added = isinstance(value, ast.BinOp) and isinstance(value.op, ast.Add) and name not in inputs
+                if added and holds_input(value.left) != holds_input(value.right):  # the input added once
+                    residual, branch = value.left, value.right
+                    if not holds_input(residual):
+                        residual, branch = branch, residual
                     # `out = branch + x` -> `out = branch; out += x`: the branch's output, which no one
                     # else holds, takes the sum (a + b == b + a in floating point).
                     add = ast.AugAssign(ast.Name(name, ast.Store()), ast.Add(), residual)
@@ -630,7 +626,7 @@ def inplace_residual_add(tree: ast.Module) -> None:
                     i += 1 if keep else 2
                     inputs.discard(name)
                     continue
-                if isinstance(value, ast.Name) and value.id in inputs:
+                if holds_input(value):
                     inputs.add(name)
                 else:
                     inputs.discard(name)

@@ -233,12 +233,7 @@ def _run_all(jobs: list[Job], extra: list[str], args: argparse.Namespace, preloa
 # block and table of the fork private), judged on every clause but API-1 (which such a fork fails by design;
 # API-2 still holds its network constructors to their signatures and to building).  A mutant must still be
 # rejected, by a clause other than API-1; a variation still accepted.
-NETWORK_NAMES = (
-    "EfficientNet",
-    "EfficientNetSequential",
-    *(f"efficientnet_b{n}" for n in range(9)),
-    "efficientnet_l2",
-)
+NETWORK_NAMES = ("EfficientNet", "EfficientNetSequential", *(f"efficientnet_b{n}" for n in range(9)), "efficientnet_l2")
 API_FORM = ("API-1",)  # the names a network-only fork lacks by design
 NETWORK_ONLY_SHIM = """\"\"\"{name}, network-only form: the fork's network constructors, its other names private.\"\"\"
 

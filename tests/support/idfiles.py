@@ -120,8 +120,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if unused:
         listed = "\n  ".join(f"{e.option} {e.path}, line {e.line}: {e.id}" for e in unused)
         warnings.warn(
-            pytest.PytestWarning(f"{len(unused)} id-file entries match no collected test:\n  {listed}"),
-            stacklevel=1,
+            pytest.PytestWarning(f"{len(unused)} id-file entries match no collected test:\n  {listed}"), stacklevel=1
         )
 
 

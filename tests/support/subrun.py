@@ -194,11 +194,7 @@ def one_thread_under_xdist(env: dict[str, str]) -> dict[str, str]:
 
 
 def pytest(
-    args: list[str],
-    env: Mapping[str, str] | None = None,
-    cwd: Path = ROOT,
-    timeout: float = 300,
-    preload: bool = True,
+    args: list[str], env: Mapping[str, str] | None = None, cwd: Path = ROOT, timeout: float = 300, preload: bool = True
 ) -> subprocess.CompletedProcess[str]:
     """``python -m pytest ARGS`` as ``subprocess.run(..., capture_output=True, text=True)`` would
     give it, from the preloaded server (multiprocessing's forkserver, started with the first call; a plain subprocess

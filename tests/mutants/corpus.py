@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.support import spec
+
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "effnet" / "model.py"
 CORPUS = Path(__file__).with_name("corpus.toml")
@@ -61,8 +63,6 @@ class Fork:
 
 def load(path: Path = CORPUS) -> list[Fork]:
     """Every fork of the corpus, mutants first, validated (names, fields, clause IDs)."""
-    from tests.support import spec
-
     with open(path, "rb") as f:
         data = tomllib.load(f)
     problems: list[str] = []

@@ -86,6 +86,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.mutants import judging
+from tests.support import spec
 
 ROOT = judging.ROOT
 SOURCE = judging.SOURCE
@@ -156,14 +157,14 @@ def sample(mutations: list[Mutation], n: int, seed: int) -> list[Mutation]:
     return drawn[:n]
 
 
-def shard(drawn: list[Mutation], spec: str | None) -> list[tuple[int, Mutation]]:
+def shard(drawn: list[Mutation], i_of_n: str | None) -> list[tuple[int, Mutation]]:
     """The (rank in the sample, mutation) pairs of shard ``i/n`` (1-based): ranks i-1, i-1+n, ...; all without one."""
     ranked = list(enumerate(drawn, 1))
-    if not spec:
+    if not i_of_n:
         return ranked
-    i, n = (int(part) for part in spec.split("/"))
+    i, n = (int(part) for part in i_of_n.split("/"))
     if not 1 <= i <= n:
-        raise SystemExit(f"--shard {spec}: want i/n with 1 <= i <= n")
+        raise SystemExit(f"--shard {i_of_n}: want i/n with 1 <= i <= n")
     return ranked[i - 1 :: n]
 
 
@@ -318,8 +319,6 @@ def upstream_clauses() -> list[str]:
     """The clauses that depend on at most a few others (the API, the tables, the blocks, the scaling rules).
     The first-failure run runs their tests first, so that its first failure is, where it can be, a
     clause that many others depend on: the run that decides the root causes then leaves out all of those."""
-    from tests.support import spec
-
     return [c for c in spec.clauses() if len(spec.depends_on(c)) <= UPSTREAM_DEPENDENCIES]
 
 

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.support import subrun, verdict
+from tests.support import spec, subrun, verdict
 from tests.support.verdict import Report
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -164,8 +164,6 @@ def deciding(failing: Iterable[str]) -> list[str]:
     to fail: these, and every clause that depends on none of them.  A clause that depends on a failing
     one is its consequence whatever its own tests say (verdict.root_causes), unless its failure is evident
     (an erratum's signature, a conclusive blame)."""
-    from tests.support import spec
-
     failing = set(failing)
     return [c for c in spec.clauses() if c in failing or not (spec.depends_on(c) & failing)]
 

@@ -69,6 +69,7 @@ from typing import IO, Any
 
 import pytest
 
+from tests.support import spec
 from tests.support.loader import in_library
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -617,8 +618,6 @@ def _exit_status(node: Any) -> int | None:
 
 def _checked_by(nodeid: str) -> str:
     """The clauses whose SPEC.md "Checked by" line names the test (when its reports never came)."""
-    from tests.support import spec
-
     function = spec.function_id(nodeid)
     try:
         return ",".join(c for c, line in spec.checked_by_lines().items() if function in spec.parse_checked_by(line))

@@ -93,12 +93,8 @@ class ClauseReport:
         return verdict.Report.of(self.impl, rows, self.clauses.suite_errors, tensorflow)
 
 
-@functools.cache
-def recognised(erratum: str, module: ModuleType) -> str | None:
-    """The recogniser's finding for ``erratum`` in ``module``, computed once per module; bounded in time,
-    and apart from this process under pytest-xdist (tests/support/watchdog.py): the implementation's code
-    runs there, and may hang, exit or crash."""
-    return watchdog.recognise(erratum, module)
+# A recogniser's finding, computed once per (erratum, module): the TensorFlow conventions ask again.
+recognised = functools.cache(watchdog.recognise)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

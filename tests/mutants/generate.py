@@ -261,6 +261,11 @@ class Options:
     def durations(self) -> Path:
         return self.workdir / "durations.json"
 
+    def run_fork(self, fork: Path, report: Path, selection: Sequence[str], **kwargs: Any) -> judging.RunOutcome:
+        """``judging.run_fork`` under these options' hypothesis profile, timeout and server."""
+        env = {"EFFNET_HYPOTHESIS_PROFILE": self.profile}
+        return judging.run_fork(fork, report, selection, env=env, timeout=self.timeout, preload=self.preload, **kwargs)
+
 
 def judge(rank: int, mutation: Mutation, source: str, options: Options) -> Judged:
     mutated = mutate(source, mutation)
@@ -274,16 +279,9 @@ def judge(rank: int, mutation: Mutation, source: str, options: Options) -> Judge
     path.write_text(f"# generated mutant {result.name} of effnet/model.py (tests/mutants/generate.py)\n{mutated}")
     start = time.perf_counter()
     # 1. Equivalence: REF-1 against the original, and the named variants it does not build.
-    run = judging.run_fork(
-        path,
-        options.workdir / f"generated_{rank:04d}-equivalence",
-        EQUIVALENCE_ARGS,
-        env={"EFFNET_HYPOTHESIS_PROFILE": options.profile},
-        timeout=options.timeout,
-        preload=options.preload,
-        order=judging.Order(no_shrink=True),
-        extra=["--baseline", str(options.baseline)],
-    )
+    equivalence = options.workdir / f"generated_{rank:04d}-equivalence"
+    baseline = ["--baseline", str(options.baseline)]
+    run = options.run_fork(path, equivalence, EQUIVALENCE_ARGS, order=judging.Order(no_shrink=True), extra=baseline)
     if run.status in ("timeout", "error"):
         result.outcome, result.detail = run.status, run.tail()
         result.seconds = time.perf_counter() - start
@@ -336,17 +334,9 @@ def _conformance(
     """One conformance run of the mutant, its output in REPORT-PHASE.log, its CPU time added to ``judged``'s;
     the tests ordered by the control run's durations, ``first``'s tests first, only ``only``'s (when given)."""
     order = judging.Order(options.durations, first_clauses=first, only_clauses=only, no_shrink=True)
-    run = judging.run_fork(
-        path,
-        report,
-        [*judging.CONFORMANCE, *(judging.QUICK if quick else []), *marks],
-        env={"EFFNET_HYPOTHESIS_PROFILE": options.profile},
-        timeout=options.timeout,
-        preload=options.preload,
-        order=order,
-        extra=options.extra,
-        log=report.with_name(f"{report.name}-{phase}.log"),
-    )
+    selection = [*judging.CONFORMANCE, *(judging.QUICK if quick else []), *marks]
+    log = report.with_name(f"{report.name}-{phase}.log")
+    run = options.run_fork(path, report, selection, order=order, extra=options.extra, log=log)
     judged.cpu_seconds += run.cpu_seconds or 0.0
     return run
 
@@ -355,16 +345,9 @@ def control(options: Options, jobs: int) -> tuple[int | None, str]:
     """The unmutated source through the whole non-slow suite: it must be accepted (else nothing can be
     measured), and it records each test's duration, by which the mutants' first-failure runs order
     their tests, the cheapest first."""
-    run = judging.run_fork(
-        options.baseline,
-        options.workdir / "control",
-        [*judging.CONFORMANCE, *judging.QUICK, "-n", str(jobs)],
-        env={"EFFNET_HYPOTHESIS_PROFILE": options.profile},
-        timeout=options.timeout,
-        preload=options.preload,
-        order=judging.Order(durations_out=options.durations, no_shrink=True),
-        extra=options.extra,
-    )
+    selection = [*judging.CONFORMANCE, *judging.QUICK, "-n", str(jobs)]
+    order = judging.Order(durations_out=options.durations, no_shrink=True)
+    run = options.run_fork(options.baseline, options.workdir / "control", selection, order=order, extra=options.extra)
     return run.returncode, run.tail()
 
 

@@ -695,7 +695,8 @@ def stages_modulelist(tree: ast.Module) -> None:
                 and _self_attribute(value.func) == "stages"
                 and len(value.args) == 1
             ):
-                t, arg = target.id, value.args[0]
+                t = target.id
+                arg = value.args[0]
                 first = [] if isinstance(arg, ast.Name) and arg.id == t else [f"{t} = {ast.unparse(arg)}"]
                 body[i : i + 1] = _statements(
                     "\n".join([*first, f"for {loop} in self.stages:", f"    {t} = {loop}({t})"])

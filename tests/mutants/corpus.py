@@ -206,13 +206,8 @@ def combine(variations: list[Fork], source: str) -> tuple[Fork | None, list[Fork
         taken += spans
     if len(members) < 2:
         return None, variations
-    combined = Fork(
-        "variation",
-        COMBINED,
-        f"{len(members)} variations applied together: " + ", ".join(f.name for f in members),
-        (),
-        tuple(p for f in members for p in f.patches),
-    )
+    description = f"{len(members)} variations applied together: " + ", ".join(f.name for f in members)
+    combined = Fork("variation", COMBINED, description, (), tuple(p for f in members for p in f.patches))
     return combined, left
 
 

@@ -77,14 +77,9 @@ def git_commit(ref: str, root: Path = ROOT) -> str | None:
     """The commit ``ref`` names in ``root``'s repository, or None (not a revision, no git, no repository)."""
     if ref.startswith("-"):
         return None  # never let a REF become a git option
+    command = ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"]
     try:
-        result = subprocess.run(
-            ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        result = subprocess.run(command, cwd=root, capture_output=True, text=True, check=False)
     except OSError:  # git is not installed
         return None
     return result.stdout.strip() if result.returncode == 0 and result.stdout.strip() else None

@@ -168,16 +168,11 @@ def run_pytest_to(
             return None, time.perf_counter() - start, None
         return returncode, time.perf_counter() - start, None
     with open(out, "w") as out_file, open(err, "a") as err_file:
+        command = [sys.executable, "-m", "pytest", *args]
+        stderr = subprocess.STDOUT if err == out else err_file
         try:
-            returncode = subprocess.run(
-                [sys.executable, "-m", "pytest", *args],
-                cwd=cwd,
-                env=dict(env),
-                stdout=out_file,
-                stderr=subprocess.STDOUT if err == out else err_file,
-                timeout=timeout,
-                check=False,
-            ).returncode
+            done = subprocess.run(command, cwd=cwd, env=dict(env), stdout=out_file, stderr=stderr, timeout=timeout)
+            returncode = done.returncode
         except subprocess.TimeoutExpired:
             returncode = None
     return returncode, time.perf_counter() - start, None

@@ -322,18 +322,10 @@ def _add_import(tree: ast.Module, statement: str) -> None:
     tree.body.insert(before[-1] + 1 if before else 0, new)
 
 
-def _binds(tree: ast.Module, name: str) -> bool:
-    """A top-level import binds ``name``."""
-    return any(
-        isinstance(node, (ast.Import, ast.ImportFrom))
-        and any((a.asname or a.name.split(".")[0]) == name for a in node.names)
-        for node in tree.body
-    )
-
-
 def _import_functional(tree: ast.Module) -> None:
     """torch.nn.functional imported as F, unless a top-level import binds F already."""
-    if not _binds(tree, "F"):
+    imports = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+    if not any((a.asname or a.name.split(".")[0]) == "F" for node in imports for a in node.names):
         _add_import(tree, "import torch.nn.functional as F")
 
 

@@ -125,10 +125,6 @@ def _status_written(exit_file: Path, pid: int, deadline: float) -> tuple[int, fl
         time.sleep(0.05)
 
 
-def _forkable(env: Mapping[str, str]) -> bool:
-    return all(env.get(k) == os.environ.get(k) for k in IMPORT_TIME)
-
-
 def run_pytest_to(
     args: list[str],
     out: Path,
@@ -144,7 +140,7 @@ def run_pytest_to(
     unknown)."""
     err = err or out
     start = time.perf_counter()
-    if preload is not None and _forkable(env):
+    if preload is not None and all(env.get(k) == os.environ.get(k) for k in IMPORT_TIME):
         exit_file = out.with_suffix(".exit")
         exit_file.unlink(missing_ok=True)
         process = preload.Process(target=_child, args=(args, str(out), str(err), dict(env), str(cwd)))

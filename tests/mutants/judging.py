@@ -152,10 +152,8 @@ def run_fork(
 
 
 def preload_context(no_preload: bool = False, whole_runs: int = 0) -> BaseContext | None:
-    """The forkserver that has imported torch, timm, torchvision ... once (subrun.PRELOAD), from
-    which each run is forked; None (plain subprocesses) with ``no_preload`` or where there is none.
-    For a sweep of ``whole_runs`` conformance runs that go past the first failure, at least
-    subrun.WARM_PAYS_FROM, the server also does the reference work once (tests/support/warm.py)."""
+    """subrun.preload_context, warm for a sweep of ``whole_runs`` conformance runs that go past the first
+    failure, at least subrun.WARM_PAYS_FROM."""
     return subrun.preload_context(no_preload, warm=whole_runs >= subrun.WARM_PAYS_FROM)
 
 

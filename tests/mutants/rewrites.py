@@ -1021,8 +1021,7 @@ def judge(
 
 
 def acceptance_counts(results: list[Verdict]) -> tuple[int, int]:
-    """(accepted, pairs): the pairs whose fork the conformance suite accepted, of the pairs judged (a
-    rewrite that found no construct in its base is not judged)."""
+    """(accepted, pairs judged): the acceptance rate of the module docstring."""
     judged = [r for r in results if r.outcome != "not applicable"]
     return sum(r.verdict == "accepted" for r in judged), len(judged)
 

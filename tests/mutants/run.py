@@ -21,9 +21,8 @@ Each fork is `pytest tests/conformance --impl FORK -q -p no:cacheprovider -m "no
 ...` with EFFNET_HYPOTHESIS_PROFILE=ci (derandomized, so that a verdict is reproducible) and one
 torch thread per run.  The variations run first, every test, and record each test's duration.
 A mutant runs only the tests that can decide its root causes (tests/mutants/order.py): those of
-its expected root clauses R and of every clause that does not depend on R (spec/efficientnet.toml
-[dependencies]).  The tests of a clause that depends on R are left out: when R fails, such a
-clause is a consequence whether it fails or not.  Hypothesis does not shrink a mutant's failures.
+its expected root clauses R and of every clause that does not depend on R (judging.deciding says
+why).  Hypothesis does not shrink a mutant's failures.
 "Root causes" is the report's list; the run fails when it is not exactly R.
 The runs are forked from a server process that has imported torch, timm and torchvision once
 (--no-preload: plain subprocesses).  The table (fork, verdict, the clause(s) of the first failing

@@ -20,12 +20,10 @@ from tests.support.plugin import item_clauses
 
 @pytest.hookimpl(trylast=True)  # after tests/support/plugin.py's pytest_configure: a bad --impl is reported first
 def pytest_configure(config: pytest.Config) -> None:
-    config.stash[ID_FILES_KEY] = (
-        read_id_file("--skips-file", config.getoption("--skips-file")),
-        read_id_file("--xfails-file", config.getoption("--xfails-file")),
-    )
-    if config.stash[ID_FILES_KEY][1]:
-        config.stash[EXPECTED_KEY] = ExpectedFailures(config.stash[ID_FILES_KEY][1])
+    skips, xfails = (read_id_file(option, config.getoption(option)) for option in ("--skips-file", "--xfails-file"))
+    config.stash[ID_FILES_KEY] = (skips, xfails)
+    if xfails:
+        config.stash[EXPECTED_KEY] = ExpectedFailures(xfails)
         config.pluginmanager.register(config.stash[EXPECTED_KEY], "effnet-expected-failures")
 
 

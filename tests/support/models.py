@@ -369,11 +369,8 @@ def _timm_named(name: str) -> nn.Module:
 def _timm_generator(w_factor: float, d_factor: float, n_classes: int) -> nn.Module:
     from timm.models import efficientnet
 
-    return _timm_on_meta(
-        lambda: efficientnet._gen_efficientnet(
-            "efficientnet_b0", channel_multiplier=w_factor, depth_multiplier=d_factor, num_classes=n_classes
-        )
-    )
+    factors = {"channel_multiplier": w_factor, "depth_multiplier": d_factor, "num_classes": n_classes}
+    return _timm_on_meta(lambda: efficientnet._gen_efficientnet("efficientnet_b0", **factors))
 
 
 def _timm_on_meta(make: Callable[[], nn.Module]) -> nn.Module:

@@ -681,18 +681,13 @@ def stages_modulelist(tree: ast.Module) -> None:
             continue
         for i, s in enumerate(body):
             target, value = _single_target(s), getattr(s, "value", None)
-            if (
-                isinstance(target, ast.Name)
-                and isinstance(value, ast.Call)
-                and _self_attribute(value.func) == "stages"
-                and len(value.args) == 1
-            ):
+            one_call = isinstance(value, ast.Call) and _self_attribute(value.func) == "stages" and len(value.args) == 1
+            if isinstance(target, ast.Name) and one_call:  # `t = self.stages(arg)`
                 t = target.id
                 arg = value.args[0]
                 first = [] if isinstance(arg, ast.Name) and arg.id == t else [f"{t} = {ast.unparse(arg)}"]
-                body[i : i + 1] = _statements(
-                    "\n".join([*first, f"for {loop} in self.stages:", f"    {t} = {loop}({t})"])
-                )
+                loop_code = [*first, f"for {loop} in self.stages:", f"    {t} = {loop}({t})"]
+                body[i : i + 1] = _statements("\n".join(loop_code))
                 count += 1
                 break
     if count != 1:
@@ -771,18 +766,16 @@ def float64_parameters(tree: ast.Module) -> None:
         class Returns(ast.NodeTransformer):
             """forward()'s own returns cast to the input's dtype (not those of a function defined in it)."""
 
-            def __init__(self, method: ast.FunctionDef) -> None:
-                self.method = method
-
             def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
-                return node if node is not self.method else self.generic_visit(node)
+                return node
 
             def visit_Return(self, node: ast.Return) -> ast.AST:
                 if node.value is not None:
                     node.value = _parse(f"({ast.unparse(node.value)}).to(_input_dtype)")
                 return node
 
-        Returns(forward).visit(forward)
+        for statement in forward.body:
+            Returns().visit(statement)
         i = _after_leading_checks(forward.body)
         forward.body[i:i] = _statements(f"_input_dtype = {x}.dtype\n{x} = {x}.to(_compute_dtype(self, {x}))")
         classes += 1

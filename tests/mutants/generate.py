@@ -97,9 +97,8 @@ SOURCE = judging.SOURCE
 #   EFFNET_HYPOTHESIS_PROFILE=ci OMP_NUM_THREADS=1 python -m pytest tests/conformance -m "not slow" -q \
 #   -p no:cacheprovider -p tests.mutants.order --durations-out tests/mutants/durations.json
 RECORDED_DURATIONS = ROOT / "tests" / "mutants" / "durations.json"
-# The API's names and signatures (API-1, API-2) are part of what must not change: a fork with another
-# signature is judged on the rest (issue 28), so a mutant that changes only a signature is not equivalent.
-# QUICK (not slow) leaves out REF-1's function at B3-L2 (its structure at every variant runs).
+# Step 1 of the module docstring, the API's names and signatures included; QUICK (not slow) leaves out
+# REF-1's function at B3-L2 (its structure at every variant runs).
 EQUIVALENCE_TESTS = ["tests/refactor", "tests/mutants/equivalence.py", "tests/conformance/test_api.py"]
 API_NAMES_AND_SIGNATURES = "not test_api or test_required_name_exists or test_signature_matches_tutorial"  # -k
 EQUIVALENCE_ARGS = [*EQUIVALENCE_TESTS, "-k", API_NAMES_AND_SIGNATURES, *judging.QUICK, *judging.QUIET, "-x"]
@@ -292,8 +291,7 @@ def judge(rank: int, mutation: Mutation, source: str, options: Options) -> Judge
         result.difference = run.refused(path)
     elif run.report is not None and not result.equivalent:
         result.difference = run.report.detail("REF-1", "API-1", "API-2") or run.tail()
-    # 2. The verdict of the conformance suite: the first failing test (the upstream clauses' tests first, then
-    # the cheapest), then every test that can decide the root causes; with --roots full, the non-slow suite.
+    # 2. The verdict of the conformance suite (the module docstring's step 2).
     report = options.workdir / f"generated_{rank:04d}"
     deciding = options.roots == "deciding" and not options.first_failure
     if options.first_failure or deciding:

@@ -5,8 +5,7 @@ the options below (``pytest --help`` lists them).
 With --stop-at-verdict a mutant is rejected by the cheapest test of the clause it violates, when that
 test catches it, instead of after every expensive test collected before; and a failing property costs
 one failing example instead of a search for the smallest one.  Which tests run and what they check
-are unchanged: only the order, and how much a failure costs.  The plugin's state lives in one
-``OrderPlugin`` under ``ORDER_KEY``.
+are unchanged: only the order, and how much a failure costs.
 """
 
 from __future__ import annotations

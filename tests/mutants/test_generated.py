@@ -30,9 +30,8 @@ from tests.support import subrun
 
 ROOT = Path(__file__).resolve().parents[2]
 MUTANTS, MUTANT_SEED = 8, 0  # the CI leg: the first 8 of docs/generated-mutants.md's draw, --first-failure
-# and these rewrites of the tutorial (fixed), in one fork: the four of the former seeded draw (seed 17 of
-# the first six) and six of the classes users make (in place, functional SE, padding='same',
-# torchvision's drop path, a ModuleList of stages).  Named, so that a new rewrite does not redraw it.
+# and these rewrites of the tutorial (fixed), in one fork, among them the classes users make (in place,
+# functional SE, padding='same', torchvision's drop path, a ModuleList of stages); named, not drawn.
 REWRITES = (
     "batchnorm-applies-activation",
     "kaiming-init",

@@ -35,8 +35,7 @@ from tests.support.reference import CPU, Prepared, Taps, hook
 META = torch.device("meta")
 T = TypeVar("T")
 
-# The reference work that depends on nothing of the implementation, by the keys the tests ask for it
-# (warm_up makes exactly these ahead of forked runs):
+# The keys of the reference work that warm_up makes ahead of forked runs:
 EVAL_RESOLUTION = 64  # NUM-1 and NUM-4 (tests/conformance/test_numerics.py says why 64 px suffices)
 NUM1_VARIANTS = (*spec.variants(include_optional=False), "b8")  # timm's, prepared (num1_reference)
 NUM4_VARIANTS = tuple(spec.variants(include_optional=False))  # torchvision's, prepared (num4_reference)
@@ -217,9 +216,8 @@ def meta_caused(error: BaseException) -> bool:
 
 
 def on_meta_or_cpu(on_meta: Callable[[], T], otherwise: Callable[[], T]) -> T:
-    """``on_meta()``, or ``otherwise()`` (the same step on the CPU, or None: "not on meta") where the
-    meta device caused its failure (``meta_caused``): the one rule of every meta-device attempt.  Any
-    other exception is the implementation's, raised on any device, and is raised as it is."""
+    """``on_meta()``, or ``otherwise()`` (the same step on the CPU, or None: "not on meta") where the meta device
+    caused its failure (``meta_caused``): the one rule of every meta-device attempt; any other exception is raised."""
     try:
         return on_meta()
     except Exception as e:

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.mutants import generate, rewrites
-from tests.support import subrun
+from tests.support import spec, subrun
 
 ROOT = Path(__file__).resolve().parents[2]
 MUTANTS, MUTANT_SEED = 8, 0  # the CI leg: the first 8 of docs/generated-mutants.md's draw, --first-failure
@@ -86,12 +86,12 @@ def test_every_drawn_mutation_changes_the_module(source, mutations):
         assert generate.diff(source, mutated).count("\n+") >= 1, m.label
 
 
-def _conformance_test_functions() -> set[tuple[str, str]]:
+def _conformance_test_functions() -> set[str]:
     functions = set()
     for path in sorted((ROOT / "tests" / "conformance").glob("test_*.py")):
         for node in ast.parse(path.read_text()).body:
             if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
-                functions.add((path.relative_to(ROOT).as_posix(), node.name))
+                functions.add(f"{path.relative_to(ROOT).as_posix()}::{node.name}")
     return functions
 
 
@@ -100,11 +100,11 @@ def test_the_recorded_durations_name_every_conformance_test():
     tests/mutants/durations.json: a test it does not name runs at the median, so a stale file only
     slows those runs down.  It must name every conformance test function, and only those."""
     recorded = json.loads(generate.RECORDED_DURATIONS.read_text())
-    named = {(nodeid.split("::")[0], nodeid.split("::")[1].split("[")[0]) for nodeid in recorded}
+    named = {spec.function_id(nodeid) for nodeid in recorded}
     functions = _conformance_test_functions()
     assert functions, "found no conformance tests"
-    stale = sorted(f"{path}::{name}" for path, name in named - functions)
-    missing = sorted(f"{path}::{name}" for path, name in functions - named)
+    stale = sorted(named - functions)
+    missing = sorted(functions - named)
     again = "record it again: see RECORDED_DURATIONS in tests/mutants/generate.py"
     assert not stale, f"tests/mutants/durations.json names tests that no longer exist ({again}): {stale}"
     assert not missing, f"tests/mutants/durations.json lacks conformance tests ({again}): {missing}"

@@ -130,9 +130,8 @@ def lacks_the_structure(exc: BaseException) -> bool:
     tb = _innermost(exc)
     if not isinstance(exc, AttributeError) or tb is None:
         return False
-    raised_by_torch = (
-        tb.tb_frame.f_code.co_name == "__getattr__" and "torch" in Path(tb.tb_frame.f_code.co_filename).parts
-    )
+    code = tb.tb_frame.f_code
+    raised_by_torch = code.co_name == "__getattr__" and "torch" in Path(code.co_filename).parts
     return raised_by_torch and getattr(exc, "name", None) in STRUCTURE
 
 

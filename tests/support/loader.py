@@ -63,11 +63,8 @@ class ImplError(Exception):
 
 
 def load(spec: str) -> ModuleType:
-    """Import the implementation named by ``spec`` (module name or .py path).
-
-    Every way an import can fail (a syntax error, a missing dependency, an exception or a
-    ``sys.exit`` at import time) becomes one ``ImplError`` naming the file and line.
-    """
+    """Import the implementation named by ``spec`` (module name or .py path); every way that can fail (a syntax
+    error, a missing dependency, an exception or ``sys.exit`` at import time) is one ``ImplError``."""
     path = Path(spec)
     try:
         if spec.endswith(".py") or path.is_file():

@@ -459,9 +459,8 @@ def where(frames: list[Frame], impl_roots: tuple[Path, ...] | None = None) -> Wh
             c_file, c_line, c_function, _ = frames[call]
             source = linecache.getline(c_file, c_line).strip()
             caller = f"{c_function} ({_relative(c_file)}:{c_line})" + (f": {source}" if source else "")
-    keys = (
-        [f[3] for f, s in zip(frames[index:], sides[index:], strict=True) if s == owner] if owner != "library" else []
-    )
+    owned = [f[3] for f, s in zip(frames[index:], sides[index:], strict=True) if s == owner]
+    keys = owned if owner != "library" else []
     path = _relative(filename)
     return Where(owner, f"{function} ({path}:{line})", path, line, caller, keys)
 
@@ -476,9 +475,8 @@ def _forwards(filename: str) -> bool:
 def did_not_return(
     frames: list[Frame], how: str, impl_roots: tuple[Path, ...] | None = None
 ) -> tuple[DidNotReturn, Where]:
-    """The failure of a call that did not return, from the stack it was interrupted in (innermost
-    first): an error of the suite when the innermost frame of the suite's or the implementation's code
-    is the suite's."""
+    """The failure of a call that did not return, from the stack it was interrupted in (innermost first),
+    an error of the suite where the module docstring says (Where)."""
     found = where(frames, impl_roots)
     exc = DidNotReturn(f"{found.place} did not return: {how}{found.call()}")
     if found.owner == "suite":

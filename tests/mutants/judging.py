@@ -196,11 +196,8 @@ def add_common_options(p: argparse.ArgumentParser, what: str, timeout: float, ti
     """The options every runner has: --jobs, --timeout, --profile, --out, --keep, --no-preload."""
     p.add_argument("--jobs", "-j", type=int, default=2, help=f"{what} at a time (default 2)")
     p.add_argument("--timeout", type=float, default=timeout, help=timeout_help)
-    p.add_argument(
-        "--profile",
-        default=os.environ.get("EFFNET_HYPOTHESIS_PROFILE", "ci"),
-        help="hypothesis profile (default ci: derandomized)",
-    )
+    profile = os.environ.get("EFFNET_HYPOTHESIS_PROFILE", "ci")
+    p.add_argument("--profile", default=profile, help="hypothesis profile (default ci: derandomized)")
     p.add_argument("--out", default=str(ROOT / "reports"), help=f"where {out} go")
     p.add_argument("--keep", action="store_true", help="keep the forks, their output and reports")
     p.add_argument("--no-preload", action="store_true", help="plain subprocesses instead of a preloaded server")

@@ -2,12 +2,11 @@
 ``*_to_inspect`` models, ``to_overwrite``, ``with_weights_of``, the references with random weights, the
 prepared references of NUM-1 and NUM-4), and every meta-device trick that makes building them cheap.
 
-Models on the meta device have shapes but no data: building and running them costs no memory and
-little time, so shape, parameter and MAC checks run there, even for B7 at 600 px.  What fails there
-because of the meta device alone (``meta_caused``) is done on the CPU (``on_meta_or_cpu``).  Meta
-models are cached per worker; models with real weights are built by the test that needs them (some
-are modified: BN calibration, a training step), except the reference work that depends on nothing of
-the implementation, which ``warm_up`` does in subrun's server under the keys the tests ask by.
+Models on the meta device have shapes but no data: building and running them costs no memory and little
+time, so shape, parameter and MAC checks run there, even for B7 at 600 px (``on_meta_or_cpu``: where they
+cannot).  Meta models are cached per worker; models with real weights are built by the test that needs
+them (some are modified: BN calibration, a training step), except the reference work that depends on
+nothing of the implementation, which ``warm_up`` does in subrun's server under the keys the tests ask by.
 """
 
 from __future__ import annotations

@@ -177,10 +177,6 @@ def _spans(fork: Fork, source: str) -> list[tuple[int, int]]:
     return spans
 
 
-def _overlap(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> bool:
-    return any(s1 <= e2 and s2 <= e1 for s1, e1 in a for s2, e2 in b)  # touching counts
-
-
 def combine(variations: list[Fork], source: str) -> tuple[Fork | None, list[Fork]]:
     """One variation with the patches of as many of ``variations`` as combine, in corpus order,
     and the variations left to be judged alone: those marked ``alone`` and those whose patches
@@ -194,7 +190,8 @@ def combine(variations: list[Fork], source: str) -> tuple[Fork | None, list[Fork
     text = source
     for fork in variations:
         spans = _spans(fork, source)
-        if fork.alone or _overlap(spans, taken):
+        touches = any(s1 <= e2 and s2 <= e1 for s1, e1 in spans for s2, e2 in taken)  # touching counts too
+        if fork.alone or touches:
             left.append(fork)
             continue
         try:

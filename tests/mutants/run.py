@@ -158,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     except corpus.CorpusError as e:
         print(f"the mutant corpus does not apply to effnet/model.py:\n{e}", file=sys.stderr)
         return 2
-    forks = [f for f in all_forks if _selected(f, args) and not (args.matrix and f.kind == "variation")]
+    forks = [f for f in all_forks if not args.k or any(k in f.name for k in args.k)]
+    forks = [f for f in forks if (not args.only or f.kind == args.only) and not (args.matrix and f.kind == "variation")]
     if args.network_only:
         form = [f.name for f in forks if not network_level(f)]
         if form:
@@ -298,12 +299,6 @@ def _job(
             stop_at_verdict=first_failure,
         )
     return Job(fork, path, report, order)
-
-
-def _selected(fork: corpus.Fork, args: argparse.Namespace) -> bool:
-    if args.only and fork.kind != args.only:
-        return False
-    return not args.k or any(k in fork.name for k in args.k)
 
 
 def markdown(results: list[Result], total: float, args: argparse.Namespace) -> str:

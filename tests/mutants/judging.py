@@ -47,13 +47,6 @@ class Refusal:
     loaded: bool  # the fork imported (it is not the API); False: it failed to import
 
 
-def read_refusal(path: Path) -> Refusal | None:
-    if not path.exists():
-        return None
-    record = json.loads(path.read_text())
-    return Refusal(str(record["message"]), list(record["clauses"]), bool(record["loaded"]))
-
-
 # --- One run, one outcome -----------------------------------------------------------------------
 @dataclass(frozen=True)
 class Order:
@@ -147,7 +140,8 @@ def run_fork(
     plugin = [] if order is None else [*ORDER_PLUGIN, *order.args(), "--refusal-out", str(refusal_path)]
     args = [*selection, *plugin, "--impl", str(fork), "--report", str(report), *extra]
     returncode, seconds, cpu = subrun.run_pytest_to(args, log, {**os.environ, **env}, timeout, preload)
-    parsed, refusal = verdict.read(report), read_refusal(refusal_path)
+    parsed = verdict.read(report)
+    refusal = Refusal(**json.loads(refusal_path.read_text())) if refusal_path.exists() else None
     return RunOutcome(classify(returncode, parsed, refusal), returncode, parsed, refusal, log, seconds, cpu)
 
 

@@ -129,9 +129,8 @@ class OrderPlugin:
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.durations_out and self.durations:
-            Path(self.durations_out).write_text(
-                json.dumps({k: round(v, 4) for k, v in self.durations.items()}, indent=0)
-            )
+            rounded = {k: round(v, 4) for k, v in self.durations.items()}
+            Path(self.durations_out).write_text(json.dumps(rounded, indent=0))
         if self.failures_out:
             Path(self.failures_out).write_text(json.dumps(self.failures, indent=0))
 

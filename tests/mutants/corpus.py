@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.support import spec
+
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "effnet" / "model.py"
 CORPUS = Path(__file__).with_name("corpus.toml")
@@ -61,8 +63,6 @@ class Fork:
 
 def load(path: Path = CORPUS) -> list[Fork]:
     """Every fork of the corpus, mutants first, validated (names, fields, clause IDs)."""
-    from tests.support import spec
-
     with open(path, "rb") as f:
         data = tomllib.load(f)
     problems: list[str] = []
@@ -177,10 +177,6 @@ def _spans(fork: Fork, source: str) -> list[tuple[int, int]]:
     return spans
 
 
-def _overlap(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> bool:
-    return any(s1 <= e2 and s2 <= e1 for s1, e1 in a for s2, e2 in b)  # touching counts
-
-
 def combine(variations: list[Fork], source: str) -> tuple[Fork | None, list[Fork]]:
     """One variation with the patches of as many of ``variations`` as combine, in corpus order,
     and the variations left to be judged alone: those marked ``alone`` and those whose patches
@@ -194,7 +190,8 @@ def combine(variations: list[Fork], source: str) -> tuple[Fork | None, list[Fork
     text = source
     for fork in variations:
         spans = _spans(fork, source)
-        if fork.alone or _overlap(spans, taken):
+        touches = any(s1 <= e2 and s2 <= e1 for s1, e1 in spans for s2, e2 in taken)  # touching counts too
+        if fork.alone or touches:
             left.append(fork)
             continue
         try:
@@ -206,13 +203,8 @@ def combine(variations: list[Fork], source: str) -> tuple[Fork | None, list[Fork
         taken += spans
     if len(members) < 2:
         return None, variations
-    combined = Fork(
-        "variation",
-        COMBINED,
-        f"{len(members)} variations applied together: " + ", ".join(f.name for f in members),
-        (),
-        tuple(p for f in members for p in f.patches),
-    )
+    description = f"{len(members)} variations applied together: " + ", ".join(f.name for f in members)
+    combined = Fork("variation", COMBINED, description, (), tuple(p for f in members for p in f.patches))
     return combined, left
 
 

@@ -86,6 +86,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.mutants import judging
+from tests.support import spec
 
 ROOT = judging.ROOT
 SOURCE = judging.SOURCE
@@ -96,21 +97,11 @@ SOURCE = judging.SOURCE
 #   EFFNET_HYPOTHESIS_PROFILE=ci OMP_NUM_THREADS=1 python -m pytest tests/conformance -m "not slow" -q \
 #   -p no:cacheprovider -p tests.mutants.order --durations-out tests/mutants/durations.json
 RECORDED_DURATIONS = ROOT / "tests" / "mutants" / "durations.json"
-# The API's names and signatures (API-1, API-2) are part of what must not change: a fork with another
-# signature is judged on the rest (issue 28), so a mutant that changes only a signature is not equivalent.
-EQUIVALENCE_ARGS = [
-    "tests/refactor",
-    "tests/mutants/equivalence.py",
-    "tests/conformance/test_api.py",
-    "-k",
-    "not test_api or test_required_name_exists or test_signature_matches_tutorial",
-    "-m",
-    "not slow",  # REF-1's function at B3-L2 (its structure at every variant runs)
-    "-q",
-    "-p",
-    "no:cacheprovider",
-    "-x",
-]
+# Step 1 of the module docstring, the API's names and signatures included; QUICK (not slow) leaves out
+# REF-1's function at B3-L2 (its structure at every variant runs).
+EQUIVALENCE_TESTS = ["tests/refactor", "tests/mutants/equivalence.py", "tests/conformance/test_api.py"]
+API_NAMES_AND_SIGNATURES = "not test_api or test_required_name_exists or test_signature_matches_tutorial"  # -k
+EQUIVALENCE_ARGS = [*EQUIVALENCE_TESTS, "-k", API_NAMES_AND_SIGNATURES, *judging.QUICK, *judging.QUIET, "-x"]
 UPSTREAM_DEPENDENCIES = 4  # upstream_clauses(): API-1, API-2, ARCH-1, BLOCK-1..4, SE-1, SE-2, REG-1, SCALE-1..3
 # cosmic-ray's ExceptionReplacer writes `except CosmicRayTestingException:`; cosmic-ray's workers
 # define it, a standalone mutant must too (appended: a handler that catches nothing).
@@ -165,14 +156,14 @@ def sample(mutations: list[Mutation], n: int, seed: int) -> list[Mutation]:
     return drawn[:n]
 
 
-def shard(drawn: list[Mutation], spec: str | None) -> list[tuple[int, Mutation]]:
+def shard(drawn: list[Mutation], i_of_n: str | None) -> list[tuple[int, Mutation]]:
     """The (rank in the sample, mutation) pairs of shard ``i/n`` (1-based): ranks i-1, i-1+n, ...; all without one."""
     ranked = list(enumerate(drawn, 1))
-    if not spec:
+    if not i_of_n:
         return ranked
-    i, n = (int(part) for part in spec.split("/"))
+    i, n = (int(part) for part in i_of_n.split("/"))
     if not 1 <= i <= n:
-        raise SystemExit(f"--shard {spec}: want i/n with 1 <= i <= n")
+        raise SystemExit(f"--shard {i_of_n}: want i/n with 1 <= i <= n")
     return ranked[i - 1 :: n]
 
 
@@ -260,8 +251,7 @@ class Options:
     baseline: Path
     profile: str
     timeout: float
-    first_failure: bool
-    whole_suite_for_survivors: bool
+    first_failure: bool  # without it, a non-equivalent mutant the suite accepts is run again on the whole suite
     preload: Any
     extra: list[str]
     roots: str = "deciding"  # "deciding" (two runs: the first failure, then the tests that decide) or "full"
@@ -269,6 +259,11 @@ class Options:
     @property
     def durations(self) -> Path:
         return self.workdir / "durations.json"
+
+    def run_fork(self, fork: Path, report: Path, selection: Sequence[str], **kwargs: Any) -> judging.RunOutcome:
+        """``judging.run_fork`` under these options' hypothesis profile, timeout and server."""
+        env = {"EFFNET_HYPOTHESIS_PROFILE": self.profile}
+        return judging.run_fork(fork, report, selection, env=env, timeout=self.timeout, preload=self.preload, **kwargs)
 
 
 def judge(rank: int, mutation: Mutation, source: str, options: Options) -> Judged:
@@ -283,52 +278,36 @@ def judge(rank: int, mutation: Mutation, source: str, options: Options) -> Judge
     path.write_text(f"# generated mutant {result.name} of effnet/model.py (tests/mutants/generate.py)\n{mutated}")
     start = time.perf_counter()
     # 1. Equivalence: REF-1 against the original, and the named variants it does not build.
-    run = judging.run_fork(
-        path,
-        options.workdir / f"generated_{rank:04d}-equivalence",
-        EQUIVALENCE_ARGS,
-        env={"EFFNET_HYPOTHESIS_PROFILE": options.profile},
-        timeout=options.timeout,
-        preload=options.preload,
-        order=judging.Order(no_shrink=True),
-        extra=["--baseline", str(options.baseline)],
-    )
-    cpu = run.cpu_seconds or 0.0
+    equivalence = options.workdir / f"generated_{rank:04d}-equivalence"
+    baseline = ["--baseline", str(options.baseline)]
+    run = options.run_fork(path, equivalence, EQUIVALENCE_ARGS, order=judging.Order(no_shrink=True), extra=baseline)
     if run.status in ("timeout", "error"):
         result.outcome, result.detail = run.status, run.tail()
         result.seconds = time.perf_counter() - start
         return result
+    result.cpu_seconds = run.cpu_seconds or 0.0
     result.equivalent = run.status == "accepted"
     if run.status == "refused at load":
         result.difference = run.refused(path)
     elif run.report is not None and not result.equivalent:
         result.difference = run.report.detail("REF-1", "API-1", "API-2") or run.tail()
-    # 2. The verdict of the conformance suite.
+    # 2. The verdict of the conformance suite (the module docstring's step 2).
     report = options.workdir / f"generated_{rank:04d}"
-    # The upstream clauses' tests first (then, with a control run's durations, the cheapest first).
-    if options.first_failure:
-        run = _conformance(path, report, options, "first", ["-x"], first=upstream_clauses())
-        cpu += run.cpu_seconds or 0.0
-    elif options.roots == "full":
-        run = _conformance(path, report, options, "suite")
-        cpu += run.cpu_seconds or 0.0
+    deciding = options.roots == "deciding" and not options.first_failure
+    if options.first_failure or deciding:
+        run = _conformance(result, path, report, options, "first", ["-x"], first=upstream_clauses())
     else:
-        # The first failing test, then every test that can decide the root causes.
-        run = _conformance(path, report, options, "first", ["-x"], first=upstream_clauses())
-        cpu += run.cpu_seconds or 0.0
-        first = (run.report.root_causes or run.report.failed) if run.report else []
-        if run.returncode == 1 and first:
-            run = _conformance(path, report, options, "only", first=first, only=judging.deciding(first))
-            cpu += run.cpu_seconds or 0.0
-        elif run.returncode == 1:  # the first failure decided no clause (it failed on another clause's premise)
-            run = _conformance(path, report, options, "suite")
-            cpu += run.cpu_seconds or 0.0
-    if run.status == "accepted" and not result.equivalent and options.whole_suite_for_survivors:
-        run = _conformance(path, report, options, "whole", quick=False)  # B8, L2: the slow set
-        cpu += run.cpu_seconds or 0.0
+        run = _conformance(result, path, report, options, "suite")
+    first = (run.report.root_causes or run.report.failed) if run.report else []
+    if deciding and run.returncode == 1 and first:
+        run = _conformance(result, path, report, options, "only", first=first, only=judging.deciding(first))
+    elif deciding and run.returncode == 1:  # the first failure decided no clause (it failed on another's premise)
+        run = _conformance(result, path, report, options, "suite")
+    if run.status == "accepted" and not result.equivalent and not options.first_failure:
+        run = _conformance(result, path, report, options, "whole", quick=False)  # B8, L2: the slow set
         result.whole_suite = True
     result.outcome, result.roots, result.detail = _verdict(run, path)
-    result.seconds, result.cpu_seconds = time.perf_counter() - start, cpu
+    result.seconds = time.perf_counter() - start
     return result
 
 
@@ -336,12 +315,11 @@ def upstream_clauses() -> list[str]:
     """The clauses that depend on at most a few others (the API, the tables, the blocks, the scaling rules).
     The first-failure run runs their tests first, so that its first failure is, where it can be, a
     clause that many others depend on: the run that decides the root causes then leaves out all of those."""
-    from tests.support import spec
-
     return [c for c in spec.clauses() if len(spec.depends_on(c)) <= UPSTREAM_DEPENDENCIES]
 
 
 def _conformance(
+    judged: Judged,
     path: Path,
     report: Path,
     options: Options,
@@ -351,36 +329,23 @@ def _conformance(
     first: Sequence[str] = (),
     only: Sequence[str] = (),
 ) -> judging.RunOutcome:
-    """One conformance run of the mutant, its output in REPORT-PHASE.log; the tests ordered by the
-    control run's durations, ``first``'s tests first, only ``only``'s (when given)."""
+    """One conformance run of the mutant, its output in REPORT-PHASE.log, its CPU time added to ``judged``'s;
+    the tests ordered by the control run's durations, ``first``'s tests first, only ``only``'s (when given)."""
     order = judging.Order(options.durations, first_clauses=first, only_clauses=only, no_shrink=True)
-    return judging.run_fork(
-        path,
-        report,
-        [*judging.CONFORMANCE, *(judging.QUICK if quick else []), *marks],
-        env={"EFFNET_HYPOTHESIS_PROFILE": options.profile},
-        timeout=options.timeout,
-        preload=options.preload,
-        order=order,
-        extra=options.extra,
-        log=report.with_name(f"{report.name}-{phase}.log"),
-    )
+    selection = [*judging.CONFORMANCE, *(judging.QUICK if quick else []), *marks]
+    log = report.with_name(f"{report.name}-{phase}.log")
+    run = options.run_fork(path, report, selection, order=order, extra=options.extra, log=log)
+    judged.cpu_seconds += run.cpu_seconds or 0.0
+    return run
 
 
 def control(options: Options, jobs: int) -> tuple[int | None, str]:
     """The unmutated source through the whole non-slow suite: it must be accepted (else nothing can be
     measured), and it records each test's duration, by which the mutants' first-failure runs order
     their tests, the cheapest first."""
-    run = judging.run_fork(
-        options.baseline,
-        options.workdir / "control",
-        [*judging.CONFORMANCE, *judging.QUICK, "-n", str(jobs)],
-        env={"EFFNET_HYPOTHESIS_PROFILE": options.profile},
-        timeout=options.timeout,
-        preload=options.preload,
-        order=judging.Order(durations_out=options.durations, no_shrink=True),
-        extra=options.extra,
-    )
+    selection = [*judging.CONFORMANCE, *judging.QUICK, "-n", str(jobs)]
+    order = judging.Order(durations_out=options.durations, no_shrink=True)
+    run = options.run_fork(options.baseline, options.workdir / "control", selection, order=order, extra=options.extra)
     return run.returncode, run.tail()
 
 
@@ -543,17 +508,8 @@ def main(argv: list[str] | None = None) -> int:
     with judging.workdir("effnet-generated-", args.jobs, args.keep) as workdir:
         baseline = workdir / "effnet_original.py"  # the source the sample was drawn from, whatever happens to effnet/
         baseline.write_text(source)
-        options = Options(
-            workdir,
-            baseline,
-            args.profile,
-            args.timeout,
-            args.first_failure,
-            not args.first_failure,
-            judging.preload_context(args.no_preload, 0 if args.first_failure else len(drawn)),
-            extra,
-            args.roots,
-        )
+        preload = judging.preload_context(args.no_preload, 0 if args.first_failure else len(drawn))
+        options = Options(workdir, baseline, args.profile, args.timeout, args.first_failure, preload, extra, args.roots)
         print(
             f"{len(drawn)} of {len(mutations)} cosmic-ray mutations of effnet/model.py (seed {args.seed}"
             f"{f', shard {args.shard}' if args.shard else ''}), {args.jobs} at a time, in {workdir}",

@@ -26,15 +26,15 @@ from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.support import subrun, verdict
+from tests.support import spec, subrun, verdict
 from tests.support.verdict import Report
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "effnet" / "model.py"
-CONFORMANCE = ["tests/conformance", "-q", "-p", "no:cacheprovider"]
+QUIET = ["-q", "-p", "no:cacheprovider"]  # every run: one line per module, no cache directory left behind
+CONFORMANCE = ["tests/conformance", *QUIET]
 QUICK = ["-m", "not slow"]
 ORDER_PLUGIN = ["-p", "tests.mutants.order"]
-STATUSES = ("accepted", "rejected", "refused at load", "error", "timeout")
 
 
 # --- The refusal, read in one place (the report: tests/support/verdict.py ``read``) -----------------------
@@ -45,13 +45,6 @@ class Refusal:
     message: str
     clauses: list[str]  # the clauses the message names
     loaded: bool  # the fork imported (it is not the API); False: it failed to import
-
-
-def read_refusal(path: Path) -> Refusal | None:
-    if not path.exists():
-        return None
-    record = json.loads(path.read_text())
-    return Refusal(str(record["message"]), list(record["clauses"]), bool(record["loaded"]))
 
 
 # --- One run, one outcome -----------------------------------------------------------------------
@@ -81,7 +74,7 @@ class Order:
 class RunOutcome:
     """What one pytest run on a fork decided."""
 
-    status: str  # one of STATUSES
+    status: str  # "accepted", "rejected", "refused at load", "error" or "timeout" (classify)
     returncode: int | None
     report: Report | None
     refusal: Refusal | None
@@ -138,32 +131,23 @@ def run_fork(
     log: Path | None = None,
 ) -> RunOutcome:
     """``pytest SELECTION --impl FORK --report REPORT`` (with the runners' plugin and its ``order`` unless
-    None), its output in ``log`` (default REPORT.log), and its outcome."""
+    None), ``env`` added to this process's environment, its output in ``log`` (default REPORT.log): forked
+    from ``preload``'s server or a plain subprocess (subrun.run_pytest_to).  Returns its outcome."""
     log = log or report.with_suffix(".log")
     refusal_path = report.with_suffix(".refused.json")
     for stale in (refusal_path, report.with_suffix(".json")):  # an earlier phase's, in the same place
         stale.unlink(missing_ok=True)
     plugin = [] if order is None else [*ORDER_PLUGIN, *order.args(), "--refusal-out", str(refusal_path)]
     args = [*selection, *plugin, "--impl", str(fork), "--report", str(report), *extra]
-    returncode, seconds, cpu = run_pytest(args, log, env, timeout, preload)
-    parsed, refusal = verdict.read(report), read_refusal(refusal_path)
+    returncode, seconds, cpu = subrun.run_pytest_to(args, log, {**os.environ, **env}, timeout, preload)
+    parsed = verdict.read(report)
+    refusal = Refusal(**json.loads(refusal_path.read_text())) if refusal_path.exists() else None
     return RunOutcome(classify(returncode, parsed, refusal), returncode, parsed, refusal, log, seconds, cpu)
 
 
-def run_pytest(
-    args: list[str], log: Path, env: dict[str, str], timeout: float | None, preload: BaseContext | None
-) -> tuple[int | None, float, float | None]:
-    """``pytest ARGS`` with ``env`` added and its output in ``log``: forked from the preloaded server
-    (``preload``) or a plain subprocess.  Returns the exit status (None: killed after ``timeout``
-    seconds), the wall time and the run's CPU time (None when unknown)."""
-    return subrun.run_pytest_to(args, log, {**os.environ, **env}, timeout, preload)
-
-
 def preload_context(no_preload: bool = False, whole_runs: int = 0) -> BaseContext | None:
-    """The forkserver that has imported torch, timm, torchvision ... once (subrun.PRELOAD), from
-    which each run is forked; None (plain subprocesses) with ``no_preload`` or where there is none.
-    For a sweep of ``whole_runs`` conformance runs that go past the first failure, at least
-    subrun.WARM_PAYS_FROM, the server also does the reference work once (tests/support/warm.py)."""
+    """subrun.preload_context, warm for a sweep of ``whole_runs`` conformance runs that go past the first
+    failure, at least subrun.WARM_PAYS_FROM."""
     return subrun.preload_context(no_preload, warm=whole_runs >= subrun.WARM_PAYS_FROM)
 
 
@@ -172,8 +156,6 @@ def deciding(failing: Iterable[str]) -> list[str]:
     to fail: these, and every clause that depends on none of them.  A clause that depends on a failing
     one is its consequence whatever its own tests say (verdict.root_causes), unless its failure is evident
     (an erratum's signature, a conclusive blame)."""
-    from tests.support import spec
-
     failing = set(failing)
     return [c for c in spec.clauses() if c in failing or not (spec.depends_on(c) & failing)]
 
@@ -208,11 +190,8 @@ def add_common_options(p: argparse.ArgumentParser, what: str, timeout: float, ti
     """The options every runner has: --jobs, --timeout, --profile, --out, --keep, --no-preload."""
     p.add_argument("--jobs", "-j", type=int, default=2, help=f"{what} at a time (default 2)")
     p.add_argument("--timeout", type=float, default=timeout, help=timeout_help)
-    p.add_argument(
-        "--profile",
-        default=os.environ.get("EFFNET_HYPOTHESIS_PROFILE", "ci"),
-        help="hypothesis profile (default ci: derandomized)",
-    )
+    profile = os.environ.get("EFFNET_HYPOTHESIS_PROFILE", "ci")
+    p.add_argument("--profile", default=profile, help="hypothesis profile (default ci: derandomized)")
     p.add_argument("--out", default=str(ROOT / "reports"), help=f"where {out} go")
     p.add_argument("--keep", action="store_true", help="keep the forks, their output and reports")
     p.add_argument("--no-preload", action="store_true", help="plain subprocesses instead of a preloaded server")

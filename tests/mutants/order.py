@@ -5,8 +5,7 @@ the options below (``pytest --help`` lists them).
 With --stop-at-verdict a mutant is rejected by the cheapest test of the clause it violates, when that
 test catches it, instead of after every expensive test collected before; and a failing property costs
 one failing example instead of a search for the smallest one.  Which tests run and what they check
-are unchanged: only the order, and how much a failure costs.  The plugin's state lives in one
-``OrderPlugin`` under ``ORDER_KEY``.
+are unchanged: only the order, and how much a failure costs.
 """
 
 from __future__ import annotations
@@ -130,9 +129,8 @@ class OrderPlugin:
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.durations_out and self.durations:
-            Path(self.durations_out).write_text(
-                json.dumps({k: round(v, 4) for k, v in self.durations.items()}, indent=0)
-            )
+            rounded = {k: round(v, 4) for k, v in self.durations.items()}
+            Path(self.durations_out).write_text(json.dumps(rounded, indent=0))
         if self.failures_out:
             Path(self.failures_out).write_text(json.dumps(self.failures, indent=0))
 
@@ -185,8 +183,7 @@ def _record_refusal(path: str | None, error: pytest.UsageError) -> None:
 
 
 def _fails_a_cited_clause(report: pytest.TestReport) -> bool:
-    """As the report counts it (tests/support/report.py): a failure without blame fails every clause
-    the test cites; one blamed elsewhere (a premise) or an error of the suite fails none of them."""
+    """As the report counts it (``verdict.Outcome.fails_a_cited_clause``); a report without an outcome does."""
     from tests.support.verdict import Outcome
 
     outcome = Outcome.from_properties(report.user_properties)

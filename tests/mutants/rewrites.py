@@ -9,10 +9,8 @@ The bases:
     effnet     effnet/model.py as it is.
     tutorial   the tutorial's own code (tests/forks/tutorial.py extracts it from the seed file; it is not
                part of this repository, and without it this base is left out, saying so), with its five
-               known departures from the spec fixed by the small patches of TUTORIAL_FIXES: the SE
-               squeezes by average (E-1) to at least one channel (E-6), the residual branch is dropped per
-               sample (E-2), with the per-block linear schedule (E-3), and the classifier has its dropout
-               (E-4).  The rest is the tutorial's code and style: `super(SEBlock, self).__init__()`,
+               known departures from the spec (E-1 to E-4, E-6) fixed by the small patches of
+               TUTORIAL_FIXES.  The rest is the tutorial's code and style: `super(SEBlock, self).__init__()`,
                conv_block building a list of layers, nn.SiLU() and nn.AdaptiveAvgPool2d(1) modules,
                named variants written out one function each, no argument checks.  The fork is checked
                like a rewrite (REF-1 against effnet, and the suite), under the name `tutorial` alone.
@@ -62,9 +60,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.mutants import corpus, judging
 
-ROOT = judging.ROOT
 SOURCE = judging.SOURCE
-REFACTOR_ARGS = ["tests/refactor", "-q", "-p", "no:cacheprovider", "-x"]
+REFACTOR_ARGS = ["tests/refactor", *judging.QUIET, "-x"]
 CONFORMANCE_ARGS = [*judging.CONFORMANCE, *judging.QUICK]
 
 
@@ -121,9 +118,8 @@ def _insert_before(tree: ast.Module, anchor: ast.stmt, statements: list[ast.stmt
 
 def _define_first(tree: ast.Module, code: str) -> None:
     """``code`` (definitions) before the module's first class or function."""
-    _insert_before(
-        tree, next(n for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef))), _statements(code)
-    )
+    first = next(n for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef)))
+    _insert_before(tree, first, _statements(code))
 
 
 def _replace_calls(node: ast.AST, make: Callable[[ast.Call], ast.AST | None]) -> int:
@@ -143,8 +139,8 @@ def _replace_calls(node: ast.AST, make: Callable[[ast.Call], ast.AST | None]) ->
     return swap.count
 
 
-def _bare_silu(call: ast.Call) -> bool:
-    return _callee(call) == "SiLU" and not call.args and not call.keywords
+def _bare_silu(node: ast.AST) -> bool:
+    return isinstance(node, ast.Call) and _callee(node) == "SiLU" and not node.args and not node.keywords
 
 
 def _layer_sequence(fn: ast.FunctionDef) -> list[ast.expr]:
@@ -221,8 +217,13 @@ class Activation(nn.Module):
 """
 
 
+def _replace_silu(node: ast.AST, replacement: str) -> int:
+    """Every ``SiLU()`` constructed under ``node`` replaced by ``replacement``; the count."""
+    return _replace_calls(node, lambda call: _parse(replacement) if _bare_silu(call) else None)
+
+
 def _silu(tree: ast.Module, replacement: str, definition: str) -> None:
-    if not _replace_calls(tree, lambda call: _parse(replacement) if _bare_silu(call) else None):
+    if not _replace_silu(tree, replacement):
         raise NotApplicable("no SiLU() module is constructed")
     _define_first(tree, definition)
 
@@ -285,17 +286,24 @@ def _initialised(model):
 """
 
 
-def kaiming_init(tree: ast.Module) -> None:
-    """EfficientNet and EfficientNetSequential initialise their weights as torchvision does (Kaiming-normal
-    convolutions, uniform classifier)."""
+def _at_construction(tree: ast.Module, statement: str, wrap: Callable[[str], str]) -> ast.ClassDef:
+    """``statement`` at the end of EfficientNet.__init__, and each value EfficientNetSequential() returns,
+    ``v``, replaced by ``wrap(v)`` (source text); the class EfficientNet."""
     cls = _class(tree, "EfficientNet")
-    _method(cls, "__init__").body += _statements("self.apply(_init_weights)")
+    _method(cls, "__init__").body += _statements(statement)
     fn = _function(tree, "EfficientNetSequential")
     returns = [n for n in ast.walk(fn) if isinstance(n, ast.Return) and n.value is not None]
     if not returns:
         raise NotApplicable("EfficientNetSequential() returns nothing")
     for node in returns:
-        node.value = ast.Call(ast.Name("_initialised", ast.Load()), [node.value], [])
+        node.value = _parse(wrap(ast.unparse(node.value)))  # type: ignore[arg-type]
+    return cls
+
+
+def kaiming_init(tree: ast.Module) -> None:
+    """EfficientNet and EfficientNetSequential initialise their weights as torchvision does (Kaiming-normal
+    convolutions, uniform classifier)."""
+    cls = _at_construction(tree, "self.apply(_init_weights)", lambda v: f"_initialised({v})")
     imported = any(
         isinstance(n, ast.Import) and any(a.name == "math" and not a.asname for a in n.names) for n in tree.body
     )
@@ -314,20 +322,11 @@ def _add_import(tree: ast.Module, statement: str) -> None:
     tree.body.insert(before[-1] + 1 if before else 0, new)
 
 
-def _binds(tree: ast.Module, name: str) -> bool:
-    """A top-level import binds ``name``."""
-    return any(
-        isinstance(node, (ast.Import, ast.ImportFrom))
-        and any((a.asname or a.name.split(".")[0]) == name for a in node.names)
-        for node in tree.body
-    )
-
-
-def _functional(tree: ast.Module) -> str:
-    """The name under which torch.nn.functional is imported (added as F when it is not)."""
-    if not _binds(tree, "F"):
+def _import_functional(tree: ast.Module) -> None:
+    """torch.nn.functional imported as F, unless a top-level import binds F already."""
+    imports = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+    if not any((a.asname or a.name.split(".")[0]) == "F" for node in imports for a in node.names):
         _add_import(tree, "import torch.nn.functional as F")
-    return "F"
 
 
 def _single_target(stmt: ast.stmt) -> ast.expr | None:
@@ -377,7 +376,7 @@ def inplace_silu(tree: ast.Module) -> None:
     """conv_block's SiLU is nn.SiLU(inplace=True): it overwrites the BN's (or the convolution's) output, which
     their backward does not need."""
     fn = _function(tree, "conv_block")
-    if not _replace_calls(fn, lambda call: _parse("nn.SiLU(inplace=True)") if _bare_silu(call) else None):
+    if not _replace_silu(fn, "nn.SiLU(inplace=True)"):
         raise NotApplicable("conv_block() constructs no SiLU() module")
 
 
@@ -478,7 +477,6 @@ def se_functional(tree: ast.Module) -> None:
     cls = _class(tree, "SEBlock")
     init, forward = _method(cls, "__init__"), _method(cls, "forward")
     used = {n.attr for n in ast.walk(cls) if _self_attribute(n)}  # type: ignore[arg-type]
-    f = None
     done = []
     for stmt in list(init.body):
         attr = _self_attribute(_single_target(stmt))
@@ -486,11 +484,9 @@ def se_functional(tree: ast.Module) -> None:
         if attr is None or value is None:
             continue
         if _global_average(value):  # the squeeze: F.adaptive_avg_pool2d
-            f = f or _functional(tree)
+            _import_functional(tree)
             init.body.remove(stmt)
-            calls = _rewrite_calls(
-                forward, attr, lambda a, f=f: _parse(f"{f}.adaptive_avg_pool2d({ast.unparse(a)}, 1)")
-            )
+            calls = _rewrite_calls(forward, attr, lambda a: _parse(f"F.adaptive_avg_pool2d({ast.unparse(a)}, 1)"))
             done.append(f"squeeze ({calls} call)")
         elif _callee(value) == "Sequential" and len(value.args) == 4 and _callee(value.args[3]) == "Sigmoid":
             # The excitation: its two layers as attributes, the activation and the gate as functions.
@@ -498,9 +494,9 @@ def se_functional(tree: ast.Module) -> None:
             if {"reduce", "expand", "act"} & used:
                 raise NotApplicable("SEBlock already has an attribute reduce, expand or act")
             new = [ast.Assign([_parse("self.reduce")], layer1), ast.Assign([_parse("self.expand")], layer2)]
-            if _callee(act) == "SiLU" and not act.args and not act.keywords:  # type: ignore[attr-defined]
-                f = f or _functional(tree)
-                activation = f"{f}.silu"
+            if _bare_silu(act):
+                _import_functional(tree)
+                activation = "F.silu"
             else:  # another activation module (a rewritten SiLU): kept as a module
                 new.insert(1, ast.Assign([_parse("self.act")], act))
                 activation = "self.act"
@@ -593,6 +589,9 @@ def inplace_residual_add(tree: ast.Module) -> None:
     inputs = {x}  # the names that hold the block's input at this point
     count = 0
 
+    def holds_input(node: ast.AST | None) -> bool:
+        return isinstance(node, ast.Name) and node.id in inputs
+
     def visit(body: list[ast.stmt]) -> None:
         nonlocal count
         i = 0
@@ -605,17 +604,11 @@ def inplace_residual_add(tree: ast.Module) -> None:
             value = getattr(stmt, "value", None)
             if isinstance(target, ast.Name):
                 name = target.id
-                if (
-                    isinstance(value, ast.BinOp)
-                    and isinstance(value.op, ast.Add)
-                    and name not in inputs
-                    and sum(isinstance(s, ast.Name) and s.id in inputs for s in (value.left, value.right)) == 1
-                ):
-                    residual, branch = (
-                        (value.left, value.right)
-                        if isinstance(value.left, ast.Name) and value.left.id in inputs
-                        else (value.right, value.left)
-                    )
+                added = isinstance(value, ast.BinOp) and isinstance(value.op, ast.Add) and name not in inputs
+                if added and holds_input(value.left) != holds_input(value.right):  # the input added once
+                    residual, branch = value.left, value.right
+                    if not holds_input(residual):
+                        residual, branch = branch, residual
                     # `out = branch + x` -> `out = branch; out += x`: the branch's output, which no one
                     # else holds, takes the sum (a + b == b + a in floating point).
                     add = ast.AugAssign(ast.Name(name, ast.Store()), ast.Add(), residual)
@@ -625,7 +618,7 @@ def inplace_residual_add(tree: ast.Module) -> None:
                     i += 1 if keep else 2
                     inputs.discard(name)
                     continue
-                if isinstance(value, ast.Name) and value.id in inputs:
+                if holds_input(value):
                     inputs.add(name)
                 else:
                     inputs.discard(name)
@@ -672,14 +665,8 @@ def stages_modulelist(tree: ast.Module) -> None:
     has 7 children, stages[i][j] block j: no API form changes)."""
     cls = _class(tree, "EfficientNet")
     init, forward = _method(cls, "__init__"), _method(cls, "forward")
-    stmt = next(
-        (
-            s
-            for s in init.body
-            if _self_attribute(_single_target(s)) == "stages" and _callee(getattr(s, "value", None)) == "Sequential"
-        ),
-        None,
-    )
+    assigns = [s for s in init.body if _self_attribute(_single_target(s)) == "stages"]
+    stmt = next((s for s in assigns if _callee(getattr(s, "value", None)) == "Sequential"), None)
     if stmt is None:
         raise NotApplicable("EfficientNet.__init__ does not assign self.stages = nn.Sequential(...)")
     args = stmt.value.args  # type: ignore[attr-defined]
@@ -694,21 +681,13 @@ def stages_modulelist(tree: ast.Module) -> None:
             continue
         for i, s in enumerate(body):
             target, value = _single_target(s), getattr(s, "value", None)
-            if (
-                isinstance(target, ast.Name)
-                and isinstance(value, ast.Call)
-                and _self_attribute(value.func) == "stages"
-                and len(value.args) == 1
-            ):
+            one_call = isinstance(value, ast.Call) and _self_attribute(value.func) == "stages" and len(value.args) == 1
+            if isinstance(target, ast.Name) and one_call:  # `t = self.stages(arg)`
                 t = target.id
-                first = (
-                    []
-                    if isinstance(value.args[0], ast.Name) and value.args[0].id == t
-                    else [f"{t} = {ast.unparse(value.args[0])}"]
-                )
-                body[i : i + 1] = _statements(
-                    "\n".join([*first, f"for {loop} in self.stages:", f"    {t} = {loop}({t})"])
-                )
+                arg = value.args[0]
+                first = [] if isinstance(arg, ast.Name) and arg.id == t else [f"{t} = {ast.unparse(arg)}"]
+                loop_code = [*first, f"for {loop} in self.stages:", f"    {t} = {loop}({t})"]
+                body[i : i + 1] = _statements("\n".join(loop_code))
                 count += 1
                 break
     if count != 1:
@@ -718,13 +697,9 @@ def stages_modulelist(tree: ast.Module) -> None:
 def channels_last_weights(tree: ast.Module) -> None:
     """EfficientNet and EfficientNetSequential convert themselves to channels-last at construction
     (`.to(memory_format=torch.channels_last)`)."""
-    _method(_class(tree, "EfficientNet"), "__init__").body += _statements("self.to(memory_format=torch.channels_last)")
-    fn = _function(tree, "EfficientNetSequential")
-    returns = [n for n in ast.walk(fn) if isinstance(n, ast.Return) and n.value is not None]
-    if not returns:
-        raise NotApplicable("EfficientNetSequential() returns nothing")
-    for node in returns:
-        node.value = _parse(f"({ast.unparse(node.value)}).to(memory_format=torch.channels_last)")  # type: ignore[arg-type]
+    _at_construction(
+        tree, "self.to(memory_format=torch.channels_last)", lambda v: f"({v}).to(memory_format=torch.channels_last)"
+    )
 
 
 def channels_last_input(tree: ast.Module) -> None:
@@ -791,18 +766,16 @@ def float64_parameters(tree: ast.Module) -> None:
         class Returns(ast.NodeTransformer):
             """forward()'s own returns cast to the input's dtype (not those of a function defined in it)."""
 
-            def __init__(self, method: ast.FunctionDef) -> None:
-                self.method = method
-
             def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
-                return node if node is not self.method else self.generic_visit(node)
+                return node
 
             def visit_Return(self, node: ast.Return) -> ast.AST:
                 if node.value is not None:
                     node.value = _parse(f"({ast.unparse(node.value)}).to(_input_dtype)")
                 return node
 
-        Returns(forward).visit(forward)
+        for statement in forward.body:
+            Returns().visit(statement)
         i = _after_leading_checks(forward.body)
         forward.body[i:i] = _statements(f"_input_dtype = {x}.dtype\n{x} = {x}.to(_compute_dtype(self, {x}))")
         classes += 1
@@ -819,8 +792,6 @@ def compile_blocks(tree: ast.Module) -> None:
     cls = _class(tree, "MBConv")
     forward = _method(cls, "forward")
     i = cls.body.index(forward)
-    # Compiled lazily, at a block's first call; a class attribute, so that a copy of a block (deepcopy)
-    # runs its own parameters.  fallback_random: the compiled drop path draws eager's random numbers.
     cls.body.insert(i + 1, _statements("forward = torch.compile(forward)")[0])
     _add_import(tree, "import torch._inductor.config")
     _define_first(tree, "torch._inductor.config.fallback_random = True")
@@ -1044,8 +1015,7 @@ def judge(
 
 
 def acceptance_counts(results: list[Verdict]) -> tuple[int, int]:
-    """(accepted, pairs): the pairs whose fork the conformance suite accepted, of the pairs judged (a
-    rewrite that found no construct in its base is not judged)."""
+    """(accepted, pairs judged): the acceptance rate of the module docstring."""
     judged = [r for r in results if r.outcome != "not applicable"]
     return sum(r.verdict == "accepted" for r in judged), len(judged)
 
@@ -1136,8 +1106,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + text)
     accepted, judged = acceptance_counts(results)
     payload = {"seconds": round(seconds, 1), "sample": args.sample, "seed": args.seed, "accepted": accepted}
-    payload |= {"pairs": judged, "results": []}
-    payload["results"] = [{**asdict(r), "verdict": r.verdict, "ok": r.ok} for r in results]
+    payload |= {"pairs": judged, "results": [{**asdict(r), "verdict": r.verdict, "ok": r.ok} for r in results]}
     judging.write_reports(Path(args.out), "generated-rewrites", text, payload)
     return 0 if all(r.ok for r in results) else 1
 

@@ -21,9 +21,8 @@ Each fork is `pytest tests/conformance --impl FORK -q -p no:cacheprovider -m "no
 ...` with EFFNET_HYPOTHESIS_PROFILE=ci (derandomized, so that a verdict is reproducible) and one
 torch thread per run.  The variations run first, every test, and record each test's duration.
 A mutant runs only the tests that can decide its root causes (tests/mutants/order.py): those of
-its expected root clauses R and of every clause that does not depend on R (spec/efficientnet.toml
-[dependencies]).  The tests of a clause that depends on R are left out: when R fails, such a
-clause is a consequence whether it fails or not.  Hypothesis does not shrink a mutant's failures.
+its expected root clauses R and of every clause that does not depend on R (judging.deciding says
+why).  Hypothesis does not shrink a mutant's failures.
 "Root causes" is the report's list; the run fails when it is not exactly R.
 The runs are forked from a server process that has imported torch, timm and torchvision once
 (--no-preload: plain subprocesses).  The table (fork, verdict, the clause(s) of the first failing
@@ -48,7 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
@@ -56,10 +55,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.mutants import corpus, judging
+from tests.support import spec
 
 ROOT = corpus.ROOT
 PYTEST_ARGS = [*judging.CONFORMANCE, *judging.QUICK]
-MATRIX_PYTEST_ARGS = PYTEST_ARGS  # --matrix: every test of every mutant
 # Drawn examples per property of the clauses a mutant does not declare (order.py): they are run for
 # the root-cause check, to show that they pass; the declared clauses' properties keep the profile's.
 OTHER_EXAMPLES = 5
@@ -106,15 +105,13 @@ class Job:
     fork: corpus.Fork
     path: Path  # the fork's module
     report: Path  # --report base path
-    order: judging.Order  # the runners' plugin's options (tests/mutants/order.py)
-    first_failure: bool = False  # stop at the first failed clause (order.py), root causes not checked
+    order: judging.Order  # the runners' plugin's options (tests/mutants/order.py); with --stop-at-verdict
+    # a mutant stops at its first failed clause, its root causes not checked
     network: bool = False  # --network-only: rejected only by a clause other than API-1
 
 
 def run_one(job: Job, extra: list[str], timeout: float, preload: BaseContext | None, profile: str) -> Result:
     order = job.order
-    if job.first_failure:
-        order = replace(order, stop_at_verdict=True)
     env = {"EFFNET_HYPOTHESIS_PROFILE": profile}
     run = judging.run_fork(
         job.path, job.report, PYTEST_ARGS, env=env, timeout=timeout, preload=preload, order=order, extra=extra
@@ -131,7 +128,7 @@ def run_one(job: Job, extra: list[str], timeout: float, preload: BaseContext | N
         "expected": list(fork.clauses),
         "expected_roots": list(fork.expected_roots),
         "exception": fork.root_causes_reason,
-        "roots_checked": not job.first_failure,
+        "roots_checked": not order.stop_at_verdict,
         "seconds": run.seconds,
         "cpu_seconds": run.cpu_seconds,
         "returncode": run.returncode,
@@ -161,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     except corpus.CorpusError as e:
         print(f"the mutant corpus does not apply to effnet/model.py:\n{e}", file=sys.stderr)
         return 2
-    forks = [f for f in all_forks if _selected(f, args) and not (args.matrix and f.kind == "variation")]
+    forks = [f for f in all_forks if not args.k or any(k in f.name for k in args.k)]
+    forks = [f for f in forks if (not args.only or f.kind == args.only) and not (args.matrix and f.kind == "variation")]
     if args.network_only:
         form = [f.name for f in forks if not network_level(f)]
         if form:
@@ -207,10 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n--- {r.kind} {r.name}: {r.verdict} (pytest exit status {r.returncode})\n{r.tail}")
     if args.matrix:  # the verdicts are those of a normal run; what is new is every failing test
         matrix = kill_matrix(results, _test_functions(extra))
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "kill-matrix.md").write_text(matrix + "\n")
-        failed = {r.name: r.failed_tests for r in results}
-        (Path(args.out) / "kill-matrix.json").write_text(json.dumps(failed, indent=1) + "\n")
+        judging.write_reports(Path(args.out), "kill-matrix", matrix, {r.name: r.failed_tests for r in results})
         print("\n" + matrix)
     else:
         write(results, table, total, args, extra)
@@ -238,12 +233,7 @@ def _run_all(jobs: list[Job], extra: list[str], args: argparse.Namespace, preloa
 # block and table of the fork private), judged on every clause but API-1 (which such a fork fails by design;
 # API-2 still holds its network constructors to their signatures and to building).  A mutant must still be
 # rejected, by a clause other than API-1; a variation still accepted.
-NETWORK_NAMES = (
-    "EfficientNet",
-    "EfficientNetSequential",
-    *(f"efficientnet_b{n}" for n in range(9)),
-    "efficientnet_l2",
-)
+NETWORK_NAMES = ("EfficientNet", "EfficientNetSequential", *(f"efficientnet_b{n}" for n in range(9)), "efficientnet_l2")
 API_FORM = ("API-1",)  # the names a network-only fork lacks by design
 NETWORK_ONLY_SHIM = """\"\"\"{name}, network-only form: the fork's network constructors, its other names private.\"\"\"
 
@@ -287,15 +277,14 @@ def _job(
     durations_out = workdir / f"durations-{fork.module_name}.json"
     path = corpus.write(fork, text, workdir)
     if network:
-        from tests.support import spec
-
         order = judging.Order(
             durations_in=durations_in if fork.kind == "mutant" else None,
             durations_out=None if fork.kind == "mutant" else durations_out,
             only_clauses=[c for c in spec.clauses() if c not in API_FORM],
             no_shrink=True,
+            stop_at_verdict=fork.kind == "mutant",
         )
-        return Job(fork, network_only(fork, path), report, order, first_failure=fork.kind == "mutant", network=True)
+        return Job(fork, network_only(fork, path), report, order, network=True)
     if matrix:
         order = judging.Order(failures_out=workdir / f"failures-{fork.module_name}.json", no_shrink=True)
     elif fork.kind == "variation":
@@ -307,14 +296,9 @@ def _job(
             only_clauses=() if first_failure else judging.deciding(fork.expected_roots),
             other_examples=None if first_failure else OTHER_EXAMPLES,
             no_shrink=True,
+            stop_at_verdict=first_failure,
         )
-    return Job(fork, path, report, order, first_failure=fork.kind == "mutant" and not matrix and first_failure)
-
-
-def _selected(fork: corpus.Fork, args: argparse.Namespace) -> bool:
-    if args.only and fork.kind != args.only:
-        return False
-    return not args.k or any(k in fork.name for k in args.k)
+    return Job(fork, path, report, order)
 
 
 def markdown(results: list[Result], total: float, args: argparse.Namespace) -> str:
@@ -324,17 +308,14 @@ def markdown(results: list[Result], total: float, args: argparse.Namespace) -> s
     ]
     for r in results:
         test = r.test.replace("|", "\\|")[:160]
-        declared = (
-            ""
-            if r.kind != "mutant"
-            else "yes"
-            if r.roots_as_declared
-            else f"**NO** (want {', '.join(r.expected_roots)})"
-        )
-        if r.kind == "mutant" and not r.roots_checked:
-            declared = "not checked (--first-failure)"
         if r.exception and r.roots_as_declared:
             declared = f"exception: {r.exception}"
+        elif r.kind != "mutant":
+            declared = ""
+        elif not r.roots_checked:
+            declared = "not checked (--first-failure)"
+        else:
+            declared = "yes" if r.roots_as_declared else f"**NO** (want {', '.join(r.expected_roots)})"
         lines.append(
             f"| {r.kind} | `{r.name}` | {', '.join(r.expected)} | {r.verdict} | {', '.join(r.caught_by)} | {declared} "
             f"| {test} | {r.seconds:.1f} | {'' if r.cpu_seconds is None else f'{r.cpu_seconds:.1f}'} |"
@@ -358,11 +339,6 @@ def markdown(results: list[Result], total: float, args: argparse.Namespace) -> s
     return "\n".join(lines)
 
 
-def _function(nodeid: str) -> str:
-    """A test function's ID: the node ID without its parameters."""
-    return nodeid.split("[", 1)[0]
-
-
 def _test_functions(extra: list[str]) -> list[str]:
     """The conformance test functions the runs collect (in collection order), as the runners' plugin
     records them (order.py --clauses-out)."""
@@ -371,20 +347,20 @@ def _test_functions(extra: list[str]) -> list[str]:
         args = [*PYTEST_ARGS, "--collect-only", *judging.ORDER_PLUGIN, "--clauses-out", str(items), *extra]
         subprocess.run([sys.executable, "-m", "pytest", *args], cwd=ROOT, capture_output=True, check=False)
         ids: dict[str, list[str]] = json.loads(items.read_text()) if items.exists() else {}
-    return list(dict.fromkeys(_function(i) for i in ids))
+    return list(dict.fromkeys(spec.function_id(i) for i in ids))
 
 
 def kill_matrix(results: list[Result], functions: list[str]) -> str:
     """Markdown: for each test function, the mutants that fail it; then those that no mutant fails."""
     killers: dict[str, list[str]] = {f: [] for f in functions}
     for r in results:
-        for nodeid in dict.fromkeys(_function(t) for t in r.failed_tests):
+        for nodeid in dict.fromkeys(spec.function_id(t) for t in r.failed_tests):
             killers.setdefault(nodeid, []).append(r.name)
     lines = [
         "# Kill matrix: which mutants each conformance test rejects",
         "",
         "Generated by `python tests/mutants/run.py --matrix`: every mutant of tests/mutants/corpus.toml through "
-        f"every test of `pytest {' '.join(MATRIX_PYTEST_ARGS)}` (hypothesis profile, no shrinking).",
+        f"every test of `pytest {' '.join(PYTEST_ARGS)}` (hypothesis profile, no shrinking).",
         "",
         "| Test | Mutants it rejects |",
         "|---|---|",

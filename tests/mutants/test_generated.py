@@ -26,13 +26,12 @@ from pathlib import Path
 import pytest
 
 from tests.mutants import generate, rewrites
-from tests.support import subrun
+from tests.support import spec, subrun
 
 ROOT = Path(__file__).resolve().parents[2]
 MUTANTS, MUTANT_SEED = 8, 0  # the CI leg: the first 8 of docs/generated-mutants.md's draw, --first-failure
-# and these rewrites of the tutorial (fixed), in one fork: the four of the former seeded draw (seed 17 of
-# the first six) and six of the classes users make (in place, functional SE, padding='same',
-# torchvision's drop path, a ModuleList of stages).  Named, so that a new rewrite does not redraw it.
+# and these rewrites of the tutorial (fixed), in one fork, among them the classes users make (in place,
+# functional SE, padding='same', torchvision's drop path, a ModuleList of stages); named, not drawn.
 REWRITES = (
     "batchnorm-applies-activation",
     "kaiming-init",
@@ -87,12 +86,12 @@ def test_every_drawn_mutation_changes_the_module(source, mutations):
         assert generate.diff(source, mutated).count("\n+") >= 1, m.label
 
 
-def _conformance_test_functions() -> set[tuple[str, str]]:
+def _conformance_test_functions() -> set[str]:
     functions = set()
     for path in sorted((ROOT / "tests" / "conformance").glob("test_*.py")):
         for node in ast.parse(path.read_text()).body:
             if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
-                functions.add((path.relative_to(ROOT).as_posix(), node.name))
+                functions.add(f"{path.relative_to(ROOT).as_posix()}::{node.name}")
     return functions
 
 
@@ -101,11 +100,11 @@ def test_the_recorded_durations_name_every_conformance_test():
     tests/mutants/durations.json: a test it does not name runs at the median, so a stale file only
     slows those runs down.  It must name every conformance test function, and only those."""
     recorded = json.loads(generate.RECORDED_DURATIONS.read_text())
-    named = {(nodeid.split("::")[0], nodeid.split("::")[1].split("[")[0]) for nodeid in recorded}
+    named = {spec.function_id(nodeid) for nodeid in recorded}
     functions = _conformance_test_functions()
     assert functions, "found no conformance tests"
-    stale = sorted(f"{path}::{name}" for path, name in named - functions)
-    missing = sorted(f"{path}::{name}" for path, name in functions - named)
+    stale = sorted(named - functions)
+    missing = sorted(functions - named)
     again = "record it again: see RECORDED_DURATIONS in tests/mutants/generate.py"
     assert not stale, f"tests/mutants/durations.json names tests that no longer exist ({again}): {stale}"
     assert not missing, f"tests/mutants/durations.json lacks conformance tests ({again}): {missing}"
@@ -126,14 +125,8 @@ def test_every_rewrite_applies_to_every_base_and_compiles(rewrite):
         assert rewritten != rewrites._normalised(text), f"{rewrite.name} changed nothing in {base}"
 
 
-def test_a_rewrite_refuses_a_construct_it_would_change():
-    max_pool = "class SEBlock:\n    def __init__(self):\n        self.squeeze = nn.AdaptiveMaxPool2d(1)\n"
-    max_pool += "    def forward(self, x):\n        return self.squeeze(x)\n"
-    inline = next(r for r in rewrites.REWRITES if r.name == "se-squeeze-inline")
-    with pytest.raises(rewrites.NotApplicable, match="average-pooling"):
-        rewrites.rewrite(max_pool, inline)
-
-
+_MAX_POOL = "class SEBlock:\n    def __init__(self):\n        self.squeeze = nn.AdaptiveMaxPool2d(1)\n"
+_MAX_POOL += "    def forward(self, x):\n        return self.squeeze(x)\n"
 _SE = "class SEBlock:\n    def __init__(self, c):\n        self.excitation = nn.Sequential({})\n"
 _SE += "    def forward(self, x):\n        return x * self.excitation(x.mean((2, 3), keepdim=True))\n"
 _MBCONV = "class MBConv:\n    def forward(self, x):\n        residual = x\n        out = self.branch(x)\n{}"
@@ -142,6 +135,8 @@ _MBCONV = "class MBConv:\n    def forward(self, x):\n        residual = x\n     
 @pytest.mark.parametrize(
     ("name", "source", "message"),
     [
+        # A max-pool squeeze: inlined as a mean it would change the function.
+        ("se-squeeze-inline", _MAX_POOL, "average-pooling"),
         # A padding other than (k - 1) // 2, or a stride-2 1x1 convolution: 'same' would change the function.
         ("padding-same", "def f(k):\n    return nn.Conv2d(3, 8, k, stride=2, padding=1)\n", "padding"),
         ("padding-same", "def f():\n    return nn.Conv2d(3, 8, 1, stride=2)\n", "padding"),
@@ -153,24 +148,21 @@ _MBCONV = "class MBConv:\n    def forward(self, x):\n        residual = x\n     
     ],
     ids=lambda v: v if isinstance(v, str) and "\n" not in v and " " not in v else "",
 )
-def test_a_user_rewrite_refuses_a_construct_it_would_change(name, source, message):
+def test_a_rewrite_refuses_a_construct_it_would_change(name, source, message):
     chosen = next(r for r in rewrites.REWRITES if r.name == name)
     with pytest.raises(rewrites.NotApplicable, match=message):
         rewrites.rewrite(source, chosen)
 
 
-def _run(script: str, args: list[str], out: Path) -> subprocess.CompletedProcess[str]:
+def _run(script: str, args: list[str], out: Path, report: str) -> list[dict]:
+    """The results of ``script`` in OUT/REPORT.json."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "EFFNET_HYPOTHESIS"))}
     # The scripts give each run cpu_count // jobs torch threads unless OMP_NUM_THREADS says otherwise.
     env = subrun.one_thread_under_xdist(env)
-    return subprocess.run(
-        [sys.executable, f"tests/mutants/{script}", *args, "--jobs", JOBS, "--out", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    command = [sys.executable, f"tests/mutants/{script}", *args, "--jobs", JOBS, "--out", str(out)]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    assert (out / f"{report}.json").exists(), done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads((out / f"{report}.json").read_text())["results"]
 
 
 @pytest.mark.slow
@@ -178,10 +170,7 @@ def _run(script: str, args: list[str], out: Path) -> subprocess.CompletedProcess
 def test_a_seeded_sample_of_generated_mutants_is_judged_as_required(tmp_path):
     # No control run: the tests' order comes from tests/mutants/durations.json (cheapest first).
     args = ["--sample", str(MUTANTS), "--seed", str(MUTANT_SEED), "--first-failure", "--no-control"]
-    done = _run("generate.py", args, tmp_path)
-    report = tmp_path / "generated-mutants.json"
-    assert report.exists(), done.stdout[-3000:] + done.stderr[-3000:]
-    results = json.loads(report.read_text())["results"]
+    results = _run("generate.py", args, tmp_path, "generated-mutants")
     wrong = [r for r in results if r["verdict"] in ("SURVIVED", "FALSE POSITIVE", "ERROR", "TIMEOUT", "NO VERDICT")]
     assert not wrong, (tmp_path / "generated-mutants.md").read_text()
     assert len(results) == MUTANTS
@@ -194,10 +183,7 @@ def test_named_generated_rewrites_of_the_tutorial_combined_are_accepted(tmp_path
     base = "tutorial" if rewrites.tutorial_base() is not None else "effnet"
     args = [*(a for name in REWRITES for a in ("--only", name)), "--base", base, "--combine"]
     args += ["--no-refactor-check", "--no-base-check"]
-    done = _run("rewrites.py", args, tmp_path)
-    report = tmp_path / "generated-rewrites.json"
-    assert report.exists(), done.stdout[-3000:] + done.stderr[-3000:]
-    results = json.loads(report.read_text())["results"]
+    results = _run("rewrites.py", args, tmp_path, "generated-rewrites")
     assert all(r["ok"] for r in results), (tmp_path / "generated-rewrites.md").read_text()
     judged = [r for r in results if r["rewrite"]]  # one fork of the base with every named rewrite
     seen = [(r["base"], sorted(r["rewrite"].split("+")), r["outcome"]) for r in judged]

@@ -53,15 +53,8 @@ def test_a_fork_that_is_not_the_api_is_refused_at_load(tmp_path: Path):
 
 
 def test_the_order_options_become_the_plugins_arguments(tmp_path: Path):
-    order = judging.Order(durations_in=tmp_path / "d.json", first_clauses=["SE-1"], no_shrink=True, other_examples=5)
-    args = order.args()
-    assert args == [
-        "--durations-in",
-        str(tmp_path / "d.json"),
-        "--first-clauses",
-        "SE-1",
-        "--no-shrink",
-        "--other-examples",
-        "5",
-    ]
+    durations = tmp_path / "d.json"
+    order = judging.Order(durations_in=durations, first_clauses=["SE-1"], no_shrink=True, other_examples=5)
+    want = ["--durations-in", str(durations), "--first-clauses", "SE-1", "--no-shrink", "--other-examples", "5"]
+    assert order.args() == want
     assert judging.Order().args() == []

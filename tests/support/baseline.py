@@ -77,14 +77,9 @@ def git_commit(ref: str, root: Path = ROOT) -> str | None:
     """The commit ``ref`` names in ``root``'s repository, or None (not a revision, no git, no repository)."""
     if ref.startswith("-"):
         return None  # never let a REF become a git option
+    command = ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"]
     try:
-        result = subprocess.run(
-            ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        result = subprocess.run(command, cwd=root, capture_output=True, text=True, check=False)
     except OSError:  # git is not installed
         return None
     return result.stdout.strip() if result.returncode == 0 and result.stdout.strip() else None
@@ -170,10 +165,8 @@ class ExactnessSummary:
         """A hook of this object, registered as a plugin: in the controller under xdist too (the
         outcome travels in the report's user properties)."""
         properties = dict(report.user_properties)
-        if EXACT in properties and report.when == "call" and report.passed:
-            self.add(properties)
-
-    def add(self, properties: dict[str, Any]) -> None:
+        if EXACT not in properties or report.when != "call" or not report.passed:
+            return
         if properties[EXACT]:
             self.exact += 1
             return

@@ -1,20 +1,12 @@
 """The implementation's values, checked where they enter the suite.
 
 The ``impl`` fixture (tests/support/plugin.py) hands the tests ``checked(module)``: the
-implementation seen through a view whose constructors (``conv_block``, ``SEBlock``, ``MBConv``,
-``mbconv1``, ``mbconv6``, ``create_stage``, ``EfficientNet``, ``EfficientNetSequential``,
-``efficientnet_bN``) check what they return before the test sees it, and attach a check of the
-forward's output to the module they return.  Every other name is the module's own object.  Each
-check is a contract of the clause that defines the value:
-
-- a constructor returns an ``nn.Module`` (API-2: called with valid arguments, it builds), whose
-  ``state_dict`` holds only tensors (API-4; of any dtype: a model kept in float64 that returns its
-  input's dtype computes the same function);
-- the module's forward returns one Tensor, of its input's dtype (outside autocast), on its input's
-  device, of the shape its clause states (the network's logits ``(N, n_classes)``: ARCH-6;
-  ``conv_block``: BLOCK-1; ``SEBlock``: SE-2, the input's shape; an MBConv: BLOCK-3; a stage:
-  ARCH-3, its channels), and finite where the input is finite (the network: NUM-1 in eval mode,
-  NUM-2 where a layer trains; a block: its clause).
+implementation seen through a view whose constructors (those of ``CONTRACTS``) check what they
+return before the test sees it, and attach a check of the forward's output to the module they
+return.  Every other name is the module's own object.  Each check is a contract of the clause that
+defines the value (docs/architecture.md, a verdict's step 2; ``CONTRACTS``).  The ``state_dict`` may
+hold tensors of any dtype (API-4): a model kept in float64 that returns its input's dtype computes
+the same function.
 
 A value that breaks its contract raises ``BoundaryViolation``, blamed (``evidence.blame``) on that
 clause and naming what was returned, before any of the suite's code uses it: so a fork whose
@@ -27,9 +19,7 @@ meta device finiteness cannot be read and is not checked.  The implementation's 
 unchanged: its functions call its own names (``create_stage``'s default ``layer`` is the module's
 ``mbconv6``, compared by identity in API-2), and a view's constructor given to another one as an
 argument (``create_stage(..., layer=impl.mbconv1)``) is passed on as the module's own function
-(``unchecked``).  effnet's extras (tests/extras) get the module as it is (plugin.py's ``impl``): a
-hook would change what they measure (EXT-6 counts the operators a forward dispatches; TorchScript
-compiles a module's hooks).
+(``unchecked``).  effnet's extras (tests/extras) get the module as it is (plugin.py's ``impl`` says why).
 """
 
 from __future__ import annotations

@@ -104,9 +104,7 @@ def no_classifier_dropout(impl: ModuleType) -> str | None:
 
 def head_1080(impl: ModuleType) -> str | None:
     """E-5: the table's head width is 1080."""
-    if list(impl.widths)[-1] == 1080:
-        return "widths[-1] is 1080"
-    return None
+    return "widths[-1] is 1080" if list(impl.widths)[-1] == 1080 else None
 
 
 def se_squeezes_to_zero(impl: ModuleType) -> str | None:

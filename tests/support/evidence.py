@@ -2,18 +2,9 @@
 it is a bug of the suite rather than a verdict.  Pure Python (no torch), so that any test module can
 ``blame``; the errata's recognisers, which build models, are tests/support/errata.py.
 
-Principles (docs/architecture.md explains them): every blame, dependency and exception the suite
-adds follows from one of these, never from the name of a mutant or a library that misbehaved.
-Function, not form: outside API-1..4 a test judges what a module computes, and its tensors by
-position, never a layer's class, a Sequential's length or an attribute's name.  Premises first: what
-a test takes from other clauses is checked before its claim, under their blame; a failed premise
-leaves the test undecided (a hypothesis property stops at that example) and the premise's own tests
-give the verdict.  Conclusive evidence (``blame(..., conclusive=True)``, or an erratum's signature)
-makes a root cause whatever else failed.  Function decides, not rounding: comparisons in float64 or
-per damped segment, margins measured (tests/meta/margins.py).  The suite's own errors
-(``suite_error``) are not verdicts.  Values are checked where they enter the suite
-(tests/support/boundary.py), so an exception of the suite's own code is an error of the suite only
-where the implementation's values met every contract.
+Every blame, dependency and exception the suite adds follows from one of the principles of
+docs/architecture.md (a verdict's steps 2 and 4; premises, forms and layouts), never from the name of
+a mutant or a library that misbehaved.
 
 Blame.  A test that cites several clauses can say, where it fails, which of them the failure is
 about: ``with blame("SE-1"): assert ...``.  The exception carries the clause IDs; the report counts
@@ -139,9 +130,8 @@ def lacks_the_structure(exc: BaseException) -> bool:
     tb = _innermost(exc)
     if not isinstance(exc, AttributeError) or tb is None:
         return False
-    raised_by_torch = (
-        tb.tb_frame.f_code.co_name == "__getattr__" and "torch" in Path(tb.tb_frame.f_code.co_filename).parts
-    )
+    code = tb.tb_frame.f_code
+    raised_by_torch = code.co_name == "__getattr__" and "torch" in Path(code.co_filename).parts
     return raised_by_torch and getattr(exc, "name", None) in STRUCTURE
 
 

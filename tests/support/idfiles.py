@@ -1,12 +1,6 @@
 """ID files and expected failures: ``--skips-file`` and ``--xfails-file`` (clause IDs or test IDs,
 one per line, as in array-api-tests' xfails.txt), marked on the collected tests, and the strict
 check per ``--xfails-file`` entry (an entry all of whose tests passed fails the run).
-
-Hooks it owns: ``pytest_configure`` (reads the files; registers ``ExpectedFailures``, which owns
-``pytest_runtest_makereport``, ``pytest_runtest_logreport``, ``pytest_sessionfinish`` and
-``pytest_terminal_summary`` for the stale entries) and ``pytest_collection_modifyitems`` (the skip
-and xfail marks).  The stale entries reach the verdict as ``verdict.Stale`` records, which
-tests/support/report.py asks for (``stale_entries``).
 """
 
 from __future__ import annotations
@@ -26,12 +20,10 @@ from tests.support.plugin import item_clauses
 
 @pytest.hookimpl(trylast=True)  # after tests/support/plugin.py's pytest_configure: a bad --impl is reported first
 def pytest_configure(config: pytest.Config) -> None:
-    config.stash[ID_FILES_KEY] = (
-        read_id_file("--skips-file", config.getoption("--skips-file")),
-        read_id_file("--xfails-file", config.getoption("--xfails-file")),
-    )
-    if config.stash[ID_FILES_KEY][1]:
-        config.stash[EXPECTED_KEY] = ExpectedFailures(config.stash[ID_FILES_KEY][1])
+    skips, xfails = (read_id_file(option, config.getoption(option)) for option in ("--skips-file", "--xfails-file"))
+    config.stash[ID_FILES_KEY] = (skips, xfails)
+    if xfails:
+        config.stash[EXPECTED_KEY] = ExpectedFailures(xfails)
         config.pluginmanager.register(config.stash[EXPECTED_KEY], "effnet-expected-failures")
 
 
@@ -126,8 +118,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if unused:
         listed = "\n  ".join(f"{e.option} {e.path}, line {e.line}: {e.id}" for e in unused)
         warnings.warn(
-            pytest.PytestWarning(f"{len(unused)} id-file entries match no collected test:\n  {listed}"),
-            stacklevel=1,
+            pytest.PytestWarning(f"{len(unused)} id-file entries match no collected test:\n  {listed}"), stacklevel=1
         )
 
 

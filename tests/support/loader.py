@@ -63,11 +63,8 @@ class ImplError(Exception):
 
 
 def load(spec: str) -> ModuleType:
-    """Import the implementation named by ``spec`` (module name or .py path).
-
-    Every way an import can fail (a syntax error, a missing dependency, an exception or a
-    ``sys.exit`` at import time) becomes one ``ImplError`` naming the file and line.
-    """
+    """Import the implementation named by ``spec`` (module name or .py path); every way that can fail (a syntax
+    error, a missing dependency, an exception or ``sys.exit`` at import time) is one ``ImplError``."""
     path = Path(spec)
     try:
         if spec.endswith(".py") or path.is_file():
@@ -188,12 +185,8 @@ def signature_problem(module: ModuleType, name: str, params: list[inspect.Parame
     ok = len(head) == len(expected) and all(
         gn == en and _same_default(module, gd, ed) for (gn, gd), (en, ed) in zip(head, expected, strict=True)
     )
-    extra_required = [
-        p.name
-        for p in params[len(expected) :]
-        if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-    ]
-    if ok and not extra_required:
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    if ok and not any(p.default is p.empty and p.kind not in variadic for p in params[len(expected) :]):
         return None
     return f"{name}{_format(got)} does not match the required signature {name}{_format(expected)} (clause API-2)"
 

@@ -1,15 +1,12 @@
-"""The models a test builds, named by what it does with them, and every meta-device trick that
-makes building them cheap: ``to_run`` (a model to run, from a fixed seed), ``to_inspect`` and the
-``*_to_inspect`` models (to read shapes, parameter counts and settings from), ``to_overwrite`` (a
-model whose every state_dict entry the test copies in), ``with_weights_of`` (holding a reference's
-tensors), the references with random weights, and the prepared references of NUM-1 and NUM-4.
+"""The models a test builds, named by what it does with them (``to_run``, ``to_inspect`` and the
+``*_to_inspect`` models, ``to_overwrite``, ``with_weights_of``, the references with random weights, the
+prepared references of NUM-1 and NUM-4), and every meta-device trick that makes building them cheap.
 
-Models on the meta device have shapes but no data: building and running them costs no memory and
-little time, so shape, parameter and MAC checks run there, even for B7 at 600 px.  What fails there
-because of the meta device alone (``meta_caused``) is done on the CPU (``on_meta_or_cpu``).  Meta
-models are cached per worker; models with real weights are built by the test that needs them (some
-are modified: BN calibration, a training step), except the reference work that depends on nothing of
-the implementation, which ``warm_up`` does in subrun's server under the keys the tests ask by.
+Models on the meta device have shapes but no data: building and running them costs no memory and little
+time, so shape, parameter and MAC checks run there, even for B7 at 600 px (``on_meta_or_cpu``: where they
+cannot).  Meta models are cached per worker; models with real weights are built by the test that needs
+them (some are modified: BN calibration, a training step), except the reference work that depends on
+nothing of the implementation, which ``warm_up`` does in subrun's server under the keys the tests ask by.
 """
 
 from __future__ import annotations
@@ -37,8 +34,7 @@ from tests.support.reference import CPU, Prepared, Taps, hook
 META = torch.device("meta")
 T = TypeVar("T")
 
-# The reference work that depends on nothing of the implementation, by the keys the tests ask for it
-# (warm_up makes exactly these ahead of forked runs):
+# The keys of the reference work that warm_up makes ahead of forked runs:
 EVAL_RESOLUTION = 64  # NUM-1 and NUM-4 (tests/conformance/test_numerics.py says why 64 px suffices)
 NUM1_VARIANTS = (*spec.variants(include_optional=False), "b8")  # timm's, prepared (num1_reference)
 NUM4_VARIANTS = tuple(spec.variants(include_optional=False))  # torchvision's, prepared (num4_reference)
@@ -104,15 +100,9 @@ class _MetaBatchNorm(TorchFunctionMode):
         kwargs = kwargs or {}
         if func is F.batch_norm:
             x, tensors, training = _batch_norm_arguments(*args, **kwargs)  # bound by F.batch_norm already
-            if (
-                isinstance(x, Tensor)
-                and x.is_meta
-                and x.dim() >= 2
-                and not training
-                and tensors[0] is not None
-                and tensors[1] is not None
-                and all(t is None or _meta_channels_like(t, x) for t in tensors)
-            ):
+            shape_only = isinstance(x, Tensor) and x.is_meta and x.dim() >= 2 and not training
+            statistics = tensors[0] is not None and tensors[1] is not None  # the running mean and variance
+            if shape_only and statistics and all(t is None or _meta_channels_like(t, x) for t in tensors):
                 return torch.empty_like(x)
         return func(*args, **kwargs)
 
@@ -225,9 +215,8 @@ def meta_caused(error: BaseException) -> bool:
 
 
 def on_meta_or_cpu(on_meta: Callable[[], T], otherwise: Callable[[], T]) -> T:
-    """``on_meta()``, or ``otherwise()`` (the same step on the CPU, or None: "not on meta") where the
-    meta device caused its failure (``meta_caused``): the one rule of every meta-device attempt.  Any
-    other exception is the implementation's, raised on any device, and is raised as it is."""
+    """``on_meta()``, or ``otherwise()`` (the same step on the CPU, or None: "not on meta") where the meta device
+    caused its failure (``meta_caused``): the one rule of every meta-device attempt; any other exception is raised."""
     try:
         return on_meta()
     except Exception as e:
@@ -377,11 +366,8 @@ def _timm_named(name: str) -> nn.Module:
 def _timm_generator(w_factor: float, d_factor: float, n_classes: int) -> nn.Module:
     from timm.models import efficientnet
 
-    return _timm_on_meta(
-        lambda: efficientnet._gen_efficientnet(
-            "efficientnet_b0", channel_multiplier=w_factor, depth_multiplier=d_factor, num_classes=n_classes
-        )
-    )
+    factors = {"channel_multiplier": w_factor, "depth_multiplier": d_factor, "num_classes": n_classes}
+    return _timm_on_meta(lambda: efficientnet._gen_efficientnet("efficientnet_b0", **factors))
 
 
 def _timm_on_meta(make: Callable[[], nn.Module]) -> nn.Module:

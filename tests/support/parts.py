@@ -4,9 +4,8 @@ clause is judged on the part as it sits inside the network.
 
 A part of the reference (timm's SE module, say) holds a contiguous run of the reference's parameters.
 API-4 puts the fork's parameters in the reference's order, so the fork's part is the module that holds
-exactly the parameters at the same positions (the outermost one: a part's inner layers may hold the same
-parameters and compute less).
-That is a premise from ARCH-5 (the layer shapes, in order) and is checked first under its blame.
+exactly the parameters at the same positions (``find_in_order``).  That is a premise from ARCH-5 (the
+layer shapes, in order) and is checked first under its blame.
 """
 
 from __future__ import annotations

@@ -2,16 +2,8 @@
 implementation under test (loaded once; a fork that does not import or lacks the API is one
 message before any test runs), the markers, and each test's clause IDs and their traceability.
 
-Hooks and fixtures it owns: ``pytest_addoption``, ``pytest_configure`` (markers, ``--device``,
-``--impl``), ``pytest_itemcollected`` (the ``property`` marker), ``pytest_collection_modifyitems``
-(every cited clause exists in spec/SPEC.md, every conformance test cites one; effnet's extras
-skipped for a fork without ``--run-extras``); the fixtures ``impl``, ``device`` and
-``float32_footing``.
-
-The other concerns are modules of their own, registered beside this one by the root conftest:
-tests/support/idfiles.py (``--skips-file``, ``--xfails-file`` and the strict expected failures),
-tests/support/report.py (the per-clause report: root causes, errata, the verdict, ``--report``)
-and tests/support/baseline.py (the refactor check's baseline).
+The other concerns (id files, the report, the refactor check's baseline) are plugin modules of their
+own, registered beside this one by the root conftest.
 """
 
 from __future__ import annotations

@@ -2,13 +2,6 @@
 ``verdict.Outcome``, made where the exception is at hand and carried in the report's user properties
 (to pytest-xdist's controller too), and counted there; the run ends with the clause table, the root
 causes and the verdict, and writes the ``--report`` files.
-
-Hooks it owns: ``pytest_configure`` (creates ``ClauseReport``, after tests/support/plugin.py has loaded
-the implementation, and registers it as a plugin, whose ``pytest_runtest_logreport`` counts every
-outcome, the workers' ones too under pytest-xdist), ``pytest_runtest_call`` (tells ``blame`` the running
-test's clauses), ``pytest_runtest_makereport`` (makes the outcome), ``pytest_terminal_summary`` (the
-verdict and ``--report``) and ``pytest_sessionfinish`` (the conformance section, printed last: after
-pytest's tracebacks, its list of tests and its tally line).
 """
 
 from __future__ import annotations
@@ -100,12 +93,8 @@ class ClauseReport:
         return verdict.Report.of(self.impl, rows, self.clauses.suite_errors, tensorflow)
 
 
-@functools.cache
-def recognised(erratum: str, module: ModuleType) -> str | None:
-    """The recogniser's finding for ``erratum`` in ``module``, computed once per module; bounded in time,
-    and apart from this process under pytest-xdist (tests/support/watchdog.py): the implementation's code
-    runs there, and may hang, exit or crash."""
-    return watchdog.recognise(erratum, module)
+# A recogniser's finding, computed once per (erratum, module): the TensorFlow conventions ask again.
+recognised = functools.cache(watchdog.recognise)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import tomllib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -151,8 +152,9 @@ def dependencies() -> dict[str, tuple[str, ...]]:
     }
 
 
-def depends_on_static(clause: str, table: dict[str, list[str]]) -> set[str]:
-    """The clauses ``clause`` depends on in ``table`` alone (the premises of every clause aside)."""
+def depends_on_static(clause: str, table: Mapping[str, Sequence[str]]) -> set[str]:
+    """The clauses ``clause`` depends on in ``table``, directly or through others (in ``[dependencies]``
+    alone: the premises of every clause aside)."""
     found: set[str] = set()
     todo = list(table.get(clause, ()))
     while todo:
@@ -195,14 +197,7 @@ def dependency_problems() -> list[str]:
 @cache
 def depends_on(clause: str) -> frozenset[str]:
     """Every clause ``clause`` depends on, directly or through others (not itself)."""
-    found: set[str] = set()
-    todo = list(dependencies().get(clause, ()))
-    while todo:
-        c = todo.pop()
-        if c not in found and c != clause:
-            found.add(c)
-            todo.extend(dependencies().get(c, ()))
-    return frozenset(found)
+    return frozenset(depends_on_static(clause, dependencies()) - {clause})
 
 
 # --- Errata ------------------------------------------------------------------------------

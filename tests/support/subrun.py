@@ -125,10 +125,6 @@ def _status_written(exit_file: Path, pid: int, deadline: float) -> tuple[int, fl
         time.sleep(0.05)
 
 
-def _forkable(env: Mapping[str, str]) -> bool:
-    return all(env.get(k) == os.environ.get(k) for k in IMPORT_TIME)
-
-
 def run_pytest_to(
     args: list[str],
     out: Path,
@@ -144,7 +140,7 @@ def run_pytest_to(
     unknown)."""
     err = err or out
     start = time.perf_counter()
-    if preload is not None and _forkable(env):
+    if preload is not None and all(env.get(k) == os.environ.get(k) for k in IMPORT_TIME):
         exit_file = out.with_suffix(".exit")
         exit_file.unlink(missing_ok=True)
         process = preload.Process(target=_child, args=(args, str(out), str(err), dict(env), str(cwd)))
@@ -168,16 +164,11 @@ def run_pytest_to(
             return None, time.perf_counter() - start, None
         return returncode, time.perf_counter() - start, None
     with open(out, "w") as out_file, open(err, "a") as err_file:
+        command = [sys.executable, "-m", "pytest", *args]
+        stderr = subprocess.STDOUT if err == out else err_file
         try:
-            returncode = subprocess.run(
-                [sys.executable, "-m", "pytest", *args],
-                cwd=cwd,
-                env=dict(env),
-                stdout=out_file,
-                stderr=subprocess.STDOUT if err == out else err_file,
-                timeout=timeout,
-                check=False,
-            ).returncode
+            done = subprocess.run(command, cwd=cwd, env=dict(env), stdout=out_file, stderr=stderr, timeout=timeout)
+            returncode = done.returncode
         except subprocess.TimeoutExpired:
             returncode = None
     return returncode, time.perf_counter() - start, None
@@ -194,11 +185,7 @@ def one_thread_under_xdist(env: dict[str, str]) -> dict[str, str]:
 
 
 def pytest(
-    args: list[str],
-    env: Mapping[str, str] | None = None,
-    cwd: Path = ROOT,
-    timeout: float = 300,
-    preload: bool = True,
+    args: list[str], env: Mapping[str, str] | None = None, cwd: Path = ROOT, timeout: float = 300, preload: bool = True
 ) -> subprocess.CompletedProcess[str]:
     """``python -m pytest ARGS`` as ``subprocess.run(..., capture_output=True, text=True)`` would
     give it, from the preloaded server (multiprocessing's forkserver, started with the first call; a plain subprocess

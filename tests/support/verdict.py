@@ -1,17 +1,8 @@
 """The verdict core, pure Python (no torch, no pytest): what each test outcome says about the clauses
 it cites, the per-clause results, the root causes, the verdict line, and the ``--report`` files,
 written and read back.  tests/support/report.py, its pytest adapter, makes one ``Outcome`` per pytest
-report and counts it here; the runners read a written report with ``read``.
-
-A clause's status summarises every outcome that cites it.  It is "passed" only when all of them
-passed: a skipped check never counts as a pass ("partial" when some passed and some were skipped),
-and a clause that no selected test cites is "not run".  Its detail is the failure of the most
-specific failing test, else the first skip reason.  A failing test that blames some of its clauses
-(tests/support/evidence.py ``blame``) fails only those; for the others it is undecided, counted as
-a skip.  The failed clauses are then split into root causes and their consequences along
-spec/efficientnet.toml [dependencies] (a clause that shows an erratum's signature, or that a
-conclusive ``blame`` failed, is a root cause whatever else failed), and an erratum is named beside a
-failed clause only when its recogniser (tests/support/errata.py) sees the erratum's signature.
+report and counts it here; the runners read a written report with ``read``.  The rules (a clause's
+status, blame, root causes, errata) are docs/architecture.md's steps 3 to 5 and docs/report.md's statuses.
 """
 
 from __future__ import annotations
@@ -128,9 +119,6 @@ class Row:
     root_cause: bool
     consequence_of: list[str]
     errata: list[str]
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -265,13 +253,12 @@ def root_cause_lines(rows: list[Row]) -> list[str]:
 
 def verdict(impl: str, rows: list[Row], suite_errors: int = 0) -> str:
     """The one-line verdict; with errors of the suite it says that they decide nothing."""
-    if not suite_errors:
-        return _verdict(impl, rows)
     s = "s" if suite_errors > 1 else ""
-    return _verdict(impl, rows) + (
+    errors = (
         f"; {suite_errors} error{s} of the suite (not of the implementation: the clauses those tests cite are "
         "undecided there; please report)"
     )
+    return _verdict(impl, rows) + (errors if suite_errors else "")
 
 
 def _verdict(impl: str, rows: list[Row]) -> str:

@@ -33,8 +33,7 @@ Under pytest-xdist the process is a worker: the run goes on.
 **A worker that dies** (``os._exit``, a fatal signal, that watchdog) is reported by pytest-xdist as
 a crash with no clause; ``pytest_handlecrashitem`` gives the report the test's clauses and a message
 from the worker's exit status and its own faulthandler dump, naming the innermost frame of the
-implementation's code.  xdist replaces a crashed worker up to four times per worker by default; once
-collection is done, the suite allows a restart per test.
+implementation's code (``pytest_xdist_node_collection_finished``: how often a worker may be replaced).
 
 **KeyboardInterrupt and SystemExit** raised by code under test fail that test
 (``WouldEndRunError``).  A real Ctrl-C (a SIGINT the process received) still stops the run.
@@ -42,13 +41,6 @@ collection is done, the suite allows a restart per test.
 **The recognisers of the errata** (tests/support/errata.py) run the implementation's code in the
 process that writes the report: each is bounded too, and under pytest-xdist it runs in a process
 forked for it, so that an exit or a crash there costs that erratum's name, not the verdict.
-
-Hooks it owns: ``pytest_configure`` / ``pytest_unconfigure`` (the run's directory, the SIGINT
-flag), ``pytest_report_header``, pytest-timeout's ``pytest_timeout_set_timer`` / ``_cancel_timer``,
-``pytest_runtest_setup`` / ``_call`` / ``_teardown`` (wrappers: the phases a bound may interrupt;
-KeyboardInterrupt and SystemExit), ``pytest_runtest_logreport`` (each test's clauses, for a crashed
-worker's report) and pytest-xdist's ``pytest_configure_node``, ``pytest_handlecrashitem`` and
-``pytest_xdist_node_collection_finished``.
 """
 
 from __future__ import annotations
@@ -77,6 +69,7 @@ from typing import IO, Any
 
 import pytest
 
+from tests.support import spec
 from tests.support.loader import in_library
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,9 +92,8 @@ Frame = tuple[str, int, str, str]  # a frame of a stack: (filename, line, functi
 
 
 class DidNotReturn(BaseException):
-    """A test ran past its bound (or a call of a function known to hang past its short bound).  A
-    ``BaseException``, so that neither hypothesis nor the code under test takes it for an ordinary
-    failure to catch, replay or swallow.  ``suite_error_text`` is set when the code that did not
+    """A test ran past its bound (or a call of a function known to hang past its short bound): a
+    ``BaseException``, as the module says why.  ``suite_error_text`` is set when the code that did not
     return is the suite's own (tests/support/evidence.py ``suite_error`` reads it)."""
 
     suite_error_text: str | None = None
@@ -467,9 +459,8 @@ def where(frames: list[Frame], impl_roots: tuple[Path, ...] | None = None) -> Wh
             c_file, c_line, c_function, _ = frames[call]
             source = linecache.getline(c_file, c_line).strip()
             caller = f"{c_function} ({_relative(c_file)}:{c_line})" + (f": {source}" if source else "")
-    keys = (
-        [f[3] for f, s in zip(frames[index:], sides[index:], strict=True) if s == owner] if owner != "library" else []
-    )
+    owned = [f[3] for f, s in zip(frames[index:], sides[index:], strict=True) if s == owner]
+    keys = owned if owner != "library" else []
     path = _relative(filename)
     return Where(owner, f"{function} ({path}:{line})", path, line, caller, keys)
 
@@ -484,9 +475,8 @@ def _forwards(filename: str) -> bool:
 def did_not_return(
     frames: list[Frame], how: str, impl_roots: tuple[Path, ...] | None = None
 ) -> tuple[DidNotReturn, Where]:
-    """The failure of a call that did not return, from the stack it was interrupted in (innermost
-    first): an error of the suite when the innermost frame of the suite's or the implementation's code
-    is the suite's."""
+    """The failure of a call that did not return, from the stack it was interrupted in (innermost first),
+    an error of the suite where the module docstring says (Where)."""
     found = where(frames, impl_roots)
     exc = DidNotReturn(f"{found.place} did not return: {how}{found.call()}")
     if found.owner == "suite":
@@ -626,8 +616,6 @@ def _exit_status(node: Any) -> int | None:
 
 def _checked_by(nodeid: str) -> str:
     """The clauses whose SPEC.md "Checked by" line names the test (when its reports never came)."""
-    from tests.support import spec
-
     function = spec.function_id(nodeid)
     try:
         return ",".join(c for c, line in spec.checked_by_lines().items() if function in spec.parse_checked_by(line))

@@ -18,8 +18,8 @@ points its user at the wrong place.
     python tests/mutants/run.py --network-only  # each fork with only its network constructors (API-1 aside)
 
 Each fork is `pytest tests/conformance --impl FORK -q -p no:cacheprovider -m "not slow" --report
-...` with EFFNET_HYPOTHESIS_PROFILE=ci (derandomized, so that a verdict is reproducible) and one
-torch thread per run.  The variations run first, every test, and record each test's duration.
+...` with EFFNET_HYPOTHESIS_PROFILE=ci (derandomized, so that a verdict is reproducible) and
+``cpu_count // jobs`` torch threads per run.  The variations run first, every test, and record each test's duration.
 A mutant runs only the tests that can decide its root causes (tests/mutants/order.py): those of
 its expected root clauses R and of every clause that does not depend on R (judging.deciding says
 why).  Hypothesis does not shrink a mutant's failures.

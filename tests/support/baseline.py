@@ -226,5 +226,5 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     line = f"refactor check against {found.description}: {summary.exact} passing REF-1 test(s) bit-identical"
     if summary.rounded:
         closest = summary.largest[1]
-        line += f", {summary.rounded} equal only within float32 rounding (closest to its tolerance: {closest})"
+        line += f", {summary.rounded} equal only within rounding (closest to its tolerance: {closest})"
     terminalreporter.write_line(line, bold=True)

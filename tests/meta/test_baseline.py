@@ -165,3 +165,29 @@ def test_the_structure_is_compared_up_to_size_1_dimensions(tmp_path: Path) -> No
     returncode, output = run(STRUCTURE_B0, "--impl", str(wider), "--baseline", "effnet")
     assert returncode == 1, f"the structure test passed an SE of other widths:\n{output}"
     assert "tensors differ from module effnet's" in output, output
+
+
+def _closest(output: str) -> float:
+    found = re.search(r"closest to its tolerance: ([0-9.e+-]+) \(of ([0-9.e+-]+) allowed\)", output)
+    assert found, f"no 'closest to its tolerance' in the summary:\n{output}"
+    return float(found[1]) / float(found[2])
+
+
+def test_a_change_of_rounding_is_compared_in_float64_where_both_sides_compute_in_it(tmp_path: Path) -> None:
+    """SiLU as ``x * sigmoid(x)`` changes float32 rounding only (about 1e-7 relative per segment): compared
+    on float64 copies it comes within float64 rounding, far below any tolerance.  A fork whose blocks cast
+    their input to float32 cannot compute in float64 (a float64 weight meets a float32 input): it is
+    compared in float32, where it computes exactly what the baseline computes."""
+    from tests.mutants import rewrites
+
+    (silu,) = [r for r in rewrites.REWRITES if r.name == "silu-as-x-sigmoid-x"]
+    path = tmp_path / "silu_x_sigmoid_x.py"
+    path.write_text(rewrites.rewrite(SOURCE.read_text(), silu))
+    returncode, output = run(B0, BLOCKS, "--impl", str(path), "--baseline", "effnet")
+    assert returncode == 0, f"a change of rounding fails the refactor check:\n{output}"
+    assert _closest(output) < 1e-6, f"not compared in float64 (float32 rounding is 1e-2 of a tolerance):\n{output}"
+    expand = "self.depthwise(self.expand_pw(x))"
+    float32 = fork(tmp_path, "float32", expand, expand.replace("(x)", "(x.float())"))  # float64 weights: raises
+    returncode, output = run(B0, BLOCKS, "--impl", str(float32), "--baseline", "effnet")
+    assert returncode == 0, f"a fork whose blocks compute in float32 only fails the refactor check:\n{output}"
+    assert "2 passing REF-1 test(s) bit-identical" in output, output  # float32 on both sides: the same sums

@@ -134,7 +134,7 @@ def make_report(
     longrepr: Any = extra.pop("longrepr", None)
     if outcome == "failed" and longrepr is None:
         longrepr = "E       AssertionError: the squeeze is not a mean"
-    elif outcome == "skipped":
+    elif outcome == "skipped" and longrepr is None:
         longrepr = ("x.py", 1, "Skipped: no forward_stages")
     report = pytest.TestReport(
         f"tests/x.py::test_{clauses}", ("x.py", 1, "t"), {}, outcome, longrepr, when, user_properties=[]
@@ -188,6 +188,15 @@ def test_the_detail_is_the_most_specific_failure():
         rows = statuses(*order)
         assert rows["SE-1"].detail == "tests/x.py::test_SE-1: AssertionError: the squeeze is not the mean"
         assert rows["SE-2"].detail.endswith("the block output differs")
+
+
+def test_the_skip_reason_does_not_depend_on_the_order_of_the_reports():
+    b8, l2 = (
+        make_report("API-5", "skipped", longrepr=("x.py", 1, f"Skipped: no efficientnet_{name}"), nodeid=f"t[{name}]")
+        for name in ("b8", "l2")
+    )
+    for order in ([b8, l2], [l2, b8]):  # xdist reports in any order
+        assert statuses(*order)["API-5"].detail == "2 skipped: no efficientnet_b8"
 
 
 # A hypothesis exception group, as pytest prints it: with "E" prefixes (an assertion rewritten

@@ -82,12 +82,19 @@ class ClauseResult:
     first_failure: str = ""
     skip_reason: str = ""
     failure_key: tuple[int, str] = (1 << 30, "")
+    skip_key: tuple[int, str] = (1 << 30, "")
 
     def note_failure(self, key: tuple[int, str], message: str) -> None:
         """Keep the failure of the most specific test (fewest clauses cited, then node ID): it says
         most about this clause, and the choice does not depend on the order xdist reports in."""
         if key < self.failure_key:
             self.failure_key, self.first_failure = key, message
+
+    def note_skip(self, key: tuple[int, str], reason: str) -> None:
+        """Count a skip, keeping the reason of the most specific test, as ``note_failure`` does."""
+        self.skipped += 1
+        if key < self.skip_key:
+            self.skip_key, self.skip_reason = key, reason
 
     @property
     def status(self) -> str:
@@ -140,8 +147,8 @@ class Clauses:
         for c in o.cited:
             r = self.results[c]
             if blamed and c not in decided:
-                r.skipped += 1  # undecided: the failure is about another clause than this one
-                r.skip_reason = r.skip_reason or f"undecided: {o.nodeid} failed on {_undecided_on(o, decided)}"
+                # undecided: the failure is about another clause than this one
+                r.note_skip(key, f"undecided: {o.nodeid} failed on {_undecided_on(o, decided)}")
             elif o.when == "call" and o.expected_to_fail:
                 if o.outcome == "passed":
                     r.xpassed += 1
@@ -159,8 +166,7 @@ class Clauses:
                 if o.expected_to_fail:
                     r.xfailed += 1
                 else:
-                    r.skipped += 1
-                    r.skip_reason = r.skip_reason or o.message
+                    r.note_skip(key, o.message)
             elif o.outcome == "passed" and o.when == "call":
                 r.passed += 1
 
